@@ -1,0 +1,236 @@
+"""The exception hierarchy. Every error flask-dmmail raises is a :class:`DMMailError`.
+
+Messages say what to do next and never carry an API key, an email address or a
+personalisation value. Errors that come from Notify or Mailchimp keep the service's
+status code and error class as attributes, so callers branch on types, not on text.
+
+::
+
+    DMMailError
+    ├── ConfigurationError            a config key is missing or wrong (names the key)
+    ├── InvalidInputError             refused before any network call
+    │   ├── InvalidEmailAddressError
+    │   ├── UnknownTemplateError
+    │   ├── InvalidPersonalisationError
+    │   ├── InvalidAttachmentError
+    │   └── InvalidOptionError        reference, reply_to_id, scheduled_for, ...
+    ├── NotifyError                   Notify answered with an error (or did not answer)
+    │   ├── NotifyValidationError     400 ValidationError
+    │   ├── NotifyBadRequestError     400 BadRequestError
+    │   │   ├── TemplateNotFoundError (also the 404 of a template GET)
+    │   │   ├── MissingPersonalisationError  .missing lists the names
+    │   │   └── RecipientNotAllowedError     team-only key / trial mode
+    │   ├── NotifyAuthError           401/403 AuthError
+    │   │   ├── ClockSkewError
+    │   │   ├── ApiKeyNotFoundError
+    │   │   └── ApiKeyRevokedError
+    │   ├── NotifyForbiddenError      403 BadRequestError
+    │   ├── NotificationNotFoundError 404
+    │   ├── RateLimitError            429 RateLimitError        (transient)
+    │   ├── DailyLimitError           429 TooManyRequestsError  (transient)
+    │   ├── NotifyUnavailableError    5xx, timeout, connection  (transient)
+    │   └── NotifyProtocolError       a 2xx body that is not JSON
+    └── MailchimpError                Mailchimp answered with an error (see mailchimp.py)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ApiKeyNotFoundError",
+    "ApiKeyRevokedError",
+    "ClockSkewError",
+    "ConfigurationError",
+    "DMMailError",
+    "DailyLimitError",
+    "InvalidAttachmentError",
+    "InvalidEmailAddressError",
+    "InvalidInputError",
+    "InvalidOptionError",
+    "InvalidPersonalisationError",
+    "MailchimpError",
+    "MissingPersonalisationError",
+    "NotificationNotFoundError",
+    "NotifyAuthError",
+    "NotifyBadRequestError",
+    "NotifyError",
+    "NotifyForbiddenError",
+    "NotifyProtocolError",
+    "NotifyUnavailableError",
+    "NotifyValidationError",
+    "RateLimitError",
+    "RecipientNotAllowedError",
+    "TemplateNotFoundError",
+    "UnknownTemplateError",
+]
+
+
+class DMMailError(Exception):
+    """The root of every error raised by flask-dmmail.
+
+    ``transient`` is true when the same call may succeed if tried again later
+    (rate limits, Notify or Mailchimp being unavailable).
+    """
+
+    transient: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class ConfigurationError(DMMailError):
+    """A config key is missing or has a wrong value. ``key`` names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+class InvalidInputError(DMMailError, ValueError):
+    """The call's arguments were refused before anything was sent."""
+
+
+class InvalidEmailAddressError(InvalidInputError):
+    """The recipient is not an address Notify would accept."""
+
+
+class UnknownTemplateError(InvalidInputError):
+    """The template is neither a name in DM_NOTIFY_TEMPLATES nor a UUID."""
+
+
+class InvalidPersonalisationError(InvalidInputError):
+    """The personalisation is not a mapping of names to sendable values."""
+
+
+class InvalidAttachmentError(InvalidInputError):
+    """A file attachment breaks one of Notify's file rules (size, name, options)."""
+
+
+class InvalidOptionError(InvalidInputError):
+    """An option of the send (reference, reply_to_id, scheduled_for, ...) is wrong."""
+
+
+class NotifyError(DMMailError):
+    """Notify refused the request, or could not be reached.
+
+    ``status_code`` is the HTTP status (503 when there was no response, as the
+    Notify client reports it), ``error_class`` is Notify's error class
+    (``"BadRequestError"``, ``"AuthError"``, ...) when it gave one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_class: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_class = error_class
+
+
+class NotifyValidationError(NotifyError):
+    """Notify's schema validation refused the request (400 ValidationError)."""
+
+
+class NotifyBadRequestError(NotifyError):
+    """Notify refused the request (400 BadRequestError)."""
+
+
+class TemplateNotFoundError(NotifyBadRequestError):
+    """The template does not exist in the Notify service of this API key."""
+
+
+class MissingPersonalisationError(NotifyBadRequestError):
+    """The template has placeholders the personalisation does not fill.
+
+    ``missing`` holds the placeholder names, as Notify spells them.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        missing: Sequence[str] = (),
+        status_code: int | None = 400,
+        error_class: str | None = "BadRequestError",
+    ) -> None:
+        super().__init__(message, status_code=status_code, error_class=error_class)
+        self.missing = tuple(missing)
+
+
+class RecipientNotAllowedError(NotifyBadRequestError):
+    """The key (team-only) or the service (trial mode) may not send to this recipient."""
+
+
+class NotifyAuthError(NotifyError):
+    """Notify did not accept the API key (401/403 AuthError)."""
+
+
+class ClockSkewError(NotifyAuthError):
+    """This machine's clock is more than 30 seconds away from Notify's."""
+
+
+class ApiKeyNotFoundError(NotifyAuthError):
+    """The API key does not belong to the service it names."""
+
+
+class ApiKeyRevokedError(NotifyAuthError):
+    """The API key has been revoked in Notify."""
+
+
+class NotifyForbiddenError(NotifyError):
+    """The service is not allowed to do this (403 BadRequestError)."""
+
+
+class NotificationNotFoundError(NotifyError):
+    """No notification (or route) with that id (404)."""
+
+
+class RateLimitError(NotifyError):
+    """Notify's per-minute rate limit for this key type was exceeded (429)."""
+
+    transient = True
+
+
+class DailyLimitError(NotifyError):
+    """The service's daily sending limit was reached (429). It resets at midnight UTC."""
+
+    transient = True
+
+
+class NotifyUnavailableError(NotifyError):
+    """Notify failed (5xx) or did not answer in time, or the connection failed."""
+
+    transient = True
+
+
+class NotifyProtocolError(NotifyError):
+    """Notify answered 2xx with a body that is not JSON."""
+
+
+class MailchimpError(DMMailError):
+    """Mailchimp refused the request, or could not be reached.
+
+    ``status`` is the HTTP status (None when there was no response), ``title`` and
+    ``detail`` are Mailchimp's problem-detail fields with any address removed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        title: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.detail = detail
