@@ -1,0 +1,302 @@
+"""The Flask extension: :class:`DMMail` registers a :class:`Mailer` on each app."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, current_app
+
+from . import signals
+from .config import Settings
+from .errors import DMMailError, NotifyError
+from .notify import (
+    NotificationStatus,
+    NotifyGateway,
+    PreparedEmail,
+    SendOutcome,
+    SentEmail,
+    TemplatePreview,
+    post_with_retries,
+    prepare,
+)
+from .references import AddressHasher, SentReferences
+from .validation import check_personalisation, check_template_name, check_uuid
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
+
+__all__ = ["DMMail", "ExtensionError", "Mailer"]
+
+logger = logging.getLogger("flask_dmmail")
+EXTENSION_KEY = "dmmail"
+
+
+class ExtensionError(DMMailError, RuntimeError):
+    """The extension is used the wrong way round (registered twice, not registered, no app)."""
+
+
+class Mailer:
+    """Per-app state: settings, the Notify gateway, the sandbox in sandbox mode.
+
+    Reach it as ``app.extensions["dmmail"]``; it is safe to share between threads.
+    """
+
+    def __init__(self, app: Flask, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.hasher = AddressHasher(settings.hash_key)
+        self.sent_references = SentReferences()
+        self.sandbox: Sandbox | None = None
+        api_key = settings.notify_key
+        base_url = settings.notify_base_url
+        if settings.sandbox:
+            from .sandbox import Sandbox
+
+            self.sandbox = Sandbox.start(seed=settings.sandbox_seed, auto_templates=True)
+            api_key = self.sandbox.keys.test
+            base_url = self.sandbox.url
+        assert api_key is not None  # Settings refuses no key outside sandbox mode
+        self.notify = NotifyGateway(api_key, base_url, settings.timeout)
+
+    def __repr__(self) -> str:
+        mode = "sandbox" if self.sandbox is not None else "notify"
+        return f"<Mailer app={self.app.name!r} mode={mode}>"
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def prepare(
+        self,
+        to: object,
+        template: object,
+        personalisation: object = None,
+        *,
+        reference: object = None,
+        reply_to_id: object = None,
+        one_click_unsubscribe_url: object = None,
+        scheduled_for: object = None,
+    ) -> PreparedEmail:
+        """Check one email and work out its reference and redirect, without sending it."""
+        return prepare(
+            self.settings,
+            self.hasher,
+            to,
+            template,
+            personalisation,
+            reference=reference,
+            reply_to_id=reply_to_id,
+            one_click_unsubscribe_url=one_click_unsubscribe_url,
+            scheduled_for=scheduled_for,
+        )
+
+    def send(
+        self,
+        to: str,
+        template: str,
+        personalisation: Mapping[str, Any] | None = None,
+        *,
+        reference: str | None = None,
+        reply_to_id: str | None = None,
+        one_click_unsubscribe_url: str | None = None,
+        scheduled_for: Any = None,
+        allow_resend: bool = True,
+    ) -> SentEmail | None:
+        """Send one email through Notify.
+
+        ``template`` is a name from ``DM_NOTIFY_TEMPLATES`` or a template UUID. Returns the
+        :class:`SentEmail`, or None when ``allow_resend=False`` found it already sent.
+        Raises an :class:`~flask_dmmail.errors.InvalidInputError` before any network call
+        for bad input, and a :class:`~flask_dmmail.errors.NotifyError` when Notify refuses.
+        """
+        try:
+            email = self.prepare(
+                to,
+                template,
+                personalisation,
+                reference=reference,
+                reply_to_id=reply_to_id,
+                one_click_unsubscribe_url=one_click_unsubscribe_url,
+                scheduled_for=scheduled_for,
+            )
+        except DMMailError as error:
+            self._failed(error, None, attempt=0)
+            raise
+        return self.send_prepared(email, allow_resend=allow_resend)
+
+    def send_prepared(self, email: PreparedEmail, *, allow_resend: bool = True) -> SentEmail | None:
+        """Send an email made by :meth:`prepare` (the second half of :meth:`send`)."""
+        if allow_resend:
+            return self._deliver(email)
+        with self.sent_references.claim(email.reference):
+            if self._already_sent(email):
+                self._skipped(email)
+                return None
+            return self._deliver(email)
+
+    def _already_sent(self, email: PreparedEmail) -> bool:
+        if email.reference in self.sent_references:
+            return True
+        try:
+            found = self.notify.find_reference(email.reference, include_failed=False)
+        except NotifyError as error:
+            self._failed(error, email, attempt=0)
+            raise
+        if found is not None:
+            self.sent_references.add(email.reference)
+            return True
+        return False
+
+    def _deliver(self, email: PreparedEmail) -> SentEmail:
+        started = time.perf_counter()
+
+        def on_retry(error: NotifyError, attempt: int, delay: float) -> None:
+            logger.warning(
+                "Notify send failed with %s; retrying in %.0f ms",
+                type(error).__name__,
+                delay * 1000,
+                extra=self._fields(email, attempt=attempt, error=type(error).__name__),
+            )
+
+        try:
+            outcome: SendOutcome = post_with_retries(
+                self.notify,
+                email,
+                retries=self.settings.retries,
+                backoff=self.settings.retry_backoff,
+                on_retry=on_retry,
+            )
+        except NotifyError as error:
+            self._failed(error, email, attempt=self.settings.retries + 1)
+            raise
+        self.sent_references.add(email.reference)
+        sent = outcome.email
+        logger.info(
+            "Email sent to Notify: notification %s, reference %s%s",
+            sent.id,
+            sent.reference,
+            " (found already stored after a failed attempt)" if outcome.recovered else "",
+            extra=self._fields(
+                email,
+                attempt=outcome.attempts,
+                notification_id=sent.id,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                recovered=outcome.recovered,
+            ),
+        )
+        signals.email_sent.send(self.app, email=sent)
+        return sent
+
+    def _fields(self, email: PreparedEmail, **extra: Any) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "reference": email.reference,
+            "template_id": email.template_id,
+            "to_hash": email.to_hash,
+            "redirected": email.redirected,
+        }
+        fields.update(extra)
+        return fields
+
+    def _skipped(self, email: PreparedEmail) -> None:
+        logger.info(
+            "Email with reference %s has already been sent; skipped",
+            email.reference,
+            extra=self._fields(email),
+        )
+        signals.email_skipped.send(
+            self.app,
+            reference=email.reference,
+            template_id=email.template_id,
+            to_hash=email.to_hash,
+        )
+
+    def _failed(self, error: DMMailError, email: PreparedEmail | None, *, attempt: int) -> None:
+        fields: dict[str, Any] = self._fields(email) if email is not None else {}
+        fields.update(error=type(error).__name__, attempt=attempt)
+        fields["status_code"] = getattr(error, "status_code", None)
+        logger.error("Email not sent: %s", error.message, extra=fields)
+        signals.email_failed.send(
+            self.app,
+            error=error,
+            template_id=email.template_id if email else None,
+            reference=email.reference if email else None,
+            to_hash=email.to_hash if email else None,
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def preview(
+        self, template: str, personalisation: Mapping[str, Any] | None = None
+    ) -> TemplatePreview:
+        """Notify's preview of ``template`` filled with ``personalisation``."""
+        template_id = check_template_name(template, self.settings.templates)
+        values = check_personalisation(personalisation)
+        return self.notify.preview(template_id, values)
+
+    def get_notification(self, notification_id: str) -> NotificationStatus:
+        """One notification by id (raises NotificationNotFoundError if Notify has none)."""
+        return self.notify.get_notification(check_uuid(notification_id, "notification_id"))
+
+    def notifications(
+        self, *, reference: str | None = None, status: str | None = None
+    ) -> Iterator[NotificationStatus]:
+        """Every email notification of this key's type, newest first, walking every page."""
+        return self.notify.notifications(reference=reference, status=status)
+
+    def close(self) -> None:
+        """Stop the embedded sandbox, if any."""
+        if self.sandbox is not None:
+            self.sandbox.stop()
+
+
+class DMMail:
+    """The extension object. ``DMMail(app)`` or ``dmmail = DMMail(); dmmail.init_app(app)``.
+
+    It never stores an app: :meth:`send` and friends act on ``current_app``'s Mailer.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> Mailer:
+        """Read and check the app's config, build its Mailer, register the CLI and the
+        sandbox outbox page. Raises ConfigurationError naming any bad key."""
+        if EXTENSION_KEY in app.extensions:
+            raise ExtensionError(
+                f"flask-dmmail is already registered on the app {app.name!r}; call init_app once "
+                "per app."
+            )
+        settings = Settings.from_config(app.config, debug=app.debug, testing=app.testing)
+        mailer = Mailer(app, settings)
+        app.extensions[EXTENSION_KEY] = mailer
+        if mailer.sandbox is not None:
+            from .sandbox.outbox import outbox_blueprint
+
+            app.register_blueprint(outbox_blueprint(mailer.sandbox.state), url_prefix="/_dmmail")
+        from .cli import dmmail_cli
+
+        app.cli.add_command(dmmail_cli)
+        return mailer
+
+    @staticmethod
+    def mailer(app: Flask | None = None) -> Mailer:
+        """The Mailer of ``app`` (default: ``current_app``)."""
+        target = app if app is not None else current_app
+        try:
+            mailer = target.extensions[EXTENSION_KEY]
+        except RuntimeError:
+            raise ExtensionError(
+                "No Flask app context: use app.extensions['dmmail'] or push an app context."
+            ) from None
+        except KeyError:
+            raise ExtensionError(
+                "flask-dmmail is not registered on this app: call DMMail(app) or init_app(app)."
+            ) from None
+        assert isinstance(mailer, Mailer)
+        return mailer
+
+    def send(self, *args: Any, **kwargs: Any) -> SentEmail | None:
+        """:meth:`Mailer.send` on ``current_app``'s Mailer."""
+        return self.mailer().send(*args, **kwargs)
