@@ -1,0 +1,22 @@
+"""The Mailchimp Marketing API v3 half of the sandbox (served under ``/3.0``).
+
+:class:`MailchimpState` holds audiences, members, webhooks and campaigns in memory;
+:func:`mailchimp_blueprint` serves them to the official ``mailchimp_marketing`` client.
+"""
+
+from __future__ import annotations
+
+from .api import ConnectionLimit, mailchimp_blueprint, mailchimp_error_body
+from .problems import MailchimpProblem
+from .state import MailchimpState, SentCampaign, WebhookDelivery, subscriber_hash
+
+__all__ = [
+    "ConnectionLimit",
+    "MailchimpProblem",
+    "MailchimpState",
+    "SentCampaign",
+    "WebhookDelivery",
+    "mailchimp_blueprint",
+    "mailchimp_error_body",
+    "subscriber_hash",
+]
