@@ -1,0 +1,43 @@
+"""Fixtures for the sandbox's Mailchimp half: a real server on 127.0.0.1 and the official client.
+
+Every Mailchimp test talks HTTP to the sandbox through ``mailchimp_marketing.Client``, set up
+the way the reference describes for a non-Mailchimp host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from mailchimp_helpers import MailchimpServer, make_client, start_mailchimp_server
+
+from flask_dmmail.sandbox.mailchimp import MailchimpState
+
+
+@pytest.fixture(scope="session")
+def mc_server() -> Iterator[MailchimpServer]:
+    running = start_mailchimp_server(MailchimpState())
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def mc(mc_server: MailchimpServer) -> Iterator[MailchimpState]:
+    """The server's Mailchimp state, empty and with default settings."""
+    state = mc_server.state
+    state.reset()
+    state.connection_limit = 10
+    state.send_seconds = 0.0
+    yield state
+    state.reset()
+
+
+@pytest.fixture
+def client(mc: MailchimpState, mc_server: MailchimpServer) -> Any:
+    return make_client(mc_server.url, mc.api_key)
+
+
+@pytest.fixture
+def list_id(mc: MailchimpState) -> str:
+    return mc.create_list("Suppliers")
