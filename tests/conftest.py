@@ -1,0 +1,121 @@
+"""Shared fixtures: a Notify sandbox on 127.0.0.1 and apps configured against it.
+
+The ``notify_sandbox`` and ``dmmail_outbox`` fixtures come from flask-dmmail's own pytest
+plugin (``flask_dmmail.testing``), the same ones users get.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_dmmail import DMMail, Mailer
+from flask_dmmail.sandbox import Sandbox
+
+WELCOME_ID = "6f1a3c1e-8a0b-4c3e-9d0f-5b6a7c8d9e01"
+RESET_ID = "0c2b8e7a-1f3d-4e5a-8b6c-7d9e0f1a2b3c"
+REPLY_TO_ID = "1d2c3b4a-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+
+SEED: dict[str, Any] = {
+    "templates": [
+        {
+            "id": WELCOME_ID,
+            "name": "Welcome",
+            "type": "email",
+            "subject": "Welcome, ((name))",
+            "body": "# Hello ((name))\n\nYou registered for ((framework)).",
+        },
+        {
+            "id": RESET_ID,
+            "name": "Reset password",
+            "type": "email",
+            "subject": "Reset your password",
+            "body": "Reset it here: ((url))",
+        },
+    ],
+    "reply_to_addresses": [{"id": REPLY_TO_ID, "email_address": "enquiries@example.gov.uk"}],
+}
+
+TEMPLATES = {"welcome": WELCOME_ID, "reset_password": RESET_ID}
+
+
+@pytest.fixture
+def sandbox(notify_sandbox: Sandbox) -> Sandbox:
+    """The plugin's sandbox, emptied and seeded with this suite's templates."""
+    notify_sandbox.state.seed(SEED)
+    return notify_sandbox
+
+
+@pytest.fixture
+def make_app(sandbox: Sandbox) -> Iterator[Callable[..., Flask]]:
+    """Build an app that talks to the sandbox as it would to Notify (a real key and URL)."""
+    apps: list[Flask] = []
+
+    def factory(key: str | None = None, **config: Any) -> Flask:
+        app = Flask(f"test_app_{len(apps)}")
+        app.config.update(
+            SECRET_KEY="test-secret",
+            DM_NOTIFY_KEY=key or sandbox.keys.test,
+            DM_NOTIFY_BASE_URL=sandbox.url,
+            DM_NOTIFY_TEMPLATES=TEMPLATES,
+            DM_NOTIFY_RETRY_BACKOFF=0.001,
+            DM_NOTIFY_TIMEOUT=2,
+            DM_MAIL_SANDBOX=False,
+        )
+        app.config.update(config)
+        DMMail(app)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["dmmail"].close()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def mailer(app: Flask) -> Mailer:
+    mailer = app.extensions["dmmail"]
+    assert isinstance(mailer, Mailer)
+    return mailer
+
+
+class RecordAll(logging.Handler):
+    """Keeps every record of every logger, for the no-personal-data checks."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def text(self) -> str:
+        """Every message and every extra field of every record, as one string."""
+        parts = []
+        for record in self.records:
+            parts.append(record.getMessage())
+            parts.extend(f"{k}={v!r}" for k, v in vars(record).items() if k not in ("msg", "args"))
+        return "\n".join(parts)
+
+
+@pytest.fixture
+def all_logs() -> Iterator[RecordAll]:
+    handler = RecordAll()
+    root = logging.getLogger()
+    old = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old)

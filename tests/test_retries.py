@@ -1,0 +1,103 @@
+"""Transient errors are retried; a retry never sends an email twice."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+
+from flask_dmmail import Mailer
+from flask_dmmail.errors import DailyLimitError, NotifyUnavailableError, RateLimitError
+from flask_dmmail.sandbox import Sandbox
+
+PERSONAL = {"name": "N", "framework": "F"}
+
+
+def references(sandbox: Sandbox) -> Counter[str | None]:
+    return Counter(n.reference for n in sandbox.state.outbox())
+
+
+def test_500s_are_retried_until_they_succeed(make_app: Callable[..., Flask], sandbox: Sandbox) -> None:
+    mailer: Mailer = make_app(DM_NOTIFY_RETRIES=20).extensions["dmmail"]
+    sandbox.state.set_faults(error_rate=0.5, seed=1)
+    for n in range(20):
+        mailer.send(f"p{n}@example.gov.uk", "welcome", PERSONAL)
+    sandbox.state.clear_faults()
+    counts = references(sandbox)
+    assert len(counts) == 20
+    assert set(counts.values()) == {1}
+
+
+def test_dropped_connections_after_storing_never_send_twice(
+    make_app: Callable[..., Flask], sandbox: Sandbox
+) -> None:
+    mailer: Mailer = make_app(DM_NOTIFY_RETRIES=20).extensions["dmmail"]
+    sandbox.state.set_faults(drop_rate=0.5, seed=2)
+    sent = [mailer.send(f"p{n}@example.gov.uk", "welcome", PERSONAL) for n in range(20)]
+    sandbox.state.clear_faults()
+    counts = references(sandbox)
+    assert len(counts) == 20
+    assert set(counts.values()) == {1}
+    assert {s.id for s in sent if s} == {n.id for n in sandbox.state.outbox()}
+
+
+def test_a_stall_past_the_timeout_never_sends_twice(
+    make_app: Callable[..., Flask], sandbox: Sandbox
+) -> None:
+    mailer: Mailer = make_app(DM_NOTIFY_RETRIES=5, DM_NOTIFY_TIMEOUT=0.5).extensions["dmmail"]
+    sandbox.state.set_faults(stall_rate=1.0, stall_seconds=1.5, paths=["/v2/notifications/email"])
+    try:
+        sent = mailer.send("p@example.gov.uk", "welcome", PERSONAL)
+    finally:
+        sandbox.state.clear_faults()
+    assert sent is not None
+    assert [n.id for n in sandbox.state.outbox()] == [sent.id]
+
+
+def test_when_retries_run_out_the_error_is_transient_and_typed(
+    make_app: Callable[..., Flask], sandbox: Sandbox
+) -> None:
+    mailer: Mailer = make_app(DM_NOTIFY_RETRIES=2).extensions["dmmail"]
+    sandbox.state.set_faults(error_rate=1.0)
+    try:
+        with pytest.raises(NotifyUnavailableError) as raised:
+            mailer.send("p@example.gov.uk", "welcome", PERSONAL)
+    finally:
+        sandbox.state.clear_faults()
+    assert raised.value.transient
+    assert raised.value.status_code == 500
+    assert sandbox.state.outbox() == []
+
+
+def test_rate_limits_are_retried(make_app: Callable[..., Flask], sandbox: Sandbox) -> None:
+    mailer: Mailer = make_app(DM_NOTIFY_RETRIES=10, DM_NOTIFY_RETRY_BACKOFF=0.2).extensions[
+        "dmmail"
+    ]
+    sandbox.state.set_limits(rate_limit=60)  # a bucket of 21, refilled at 1 a second
+    sent = [mailer.send(f"p{n}@example.gov.uk", "welcome", PERSONAL) for n in range(23)]
+    assert all(sent)
+    assert len(sandbox.state.outbox()) == 23
+
+
+def test_without_retries_a_rate_limit_is_a_typed_transient_error(
+    make_app: Callable[..., Flask], sandbox: Sandbox
+) -> None:
+    mailer: Mailer = make_app(DM_NOTIFY_RETRIES=0).extensions["dmmail"]
+    sandbox.state.set_limits(rate_limit=3)
+    with pytest.raises(RateLimitError) as raised:
+        for n in range(10):
+            mailer.send(f"p{n}@example.gov.uk", "welcome", PERSONAL)
+    assert raised.value.transient
+    assert "3 requests per 60 seconds" in str(raised.value)
+
+
+def test_the_daily_limit_is_not_retried(make_app: Callable[..., Flask], sandbox: Sandbox) -> None:
+    mailer: Mailer = make_app(key=sandbox.keys.live, DM_NOTIFY_RETRIES=5).extensions["dmmail"]
+    sandbox.state.set_limits(daily_limit=1)
+    mailer.send("p@example.gov.uk", "welcome", PERSONAL)
+    with pytest.raises(DailyLimitError) as raised:
+        mailer.send("q@example.gov.uk", "welcome", PERSONAL)
+    assert raised.value.transient
+    assert len(sandbox.state.outbox()) == 1
