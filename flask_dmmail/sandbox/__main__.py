@@ -1,0 +1,91 @@
+"""``python -m flask_dmmail.sandbox --port 6011 [--host 127.0.0.1] [--seed FILE]``.
+
+Prints ``base url: URL``, ``test key: KEY``, ``team key: KEY`` and ``live key: KEY``, each
+on its own line, then serves until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from .server import Sandbox
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flask_dmmail.sandbox",
+        description="A local GOV.UK Notify API v2 (email) sandbox.",
+    )
+    parser.add_argument("--port", type=int, default=6011, help="port to listen on (0: any)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    parser.add_argument("--seed", metavar="FILE", help="JSON or YAML seed file")
+    parser.add_argument(
+        "--service-id",
+        metavar="UUID",
+        help="fixed service id: the same keys on every start",
+    )
+    parser.add_argument("--restricted", action="store_true", help="the service is in trial mode")
+    parser.add_argument(
+        "--delivery-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="time from created to delivered (default 0)",
+    )
+    parser.add_argument(
+        "--rate-limit", type=int, default=3000, help="requests per 60 s per key type"
+    )
+    parser.add_argument("--daily-limit", type=int, default=250_000, help="emails per day")
+    parser.add_argument(
+        "--auto-templates",
+        action="store_true",
+        help="an unknown template id creates a stand-in template instead of failing",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sandbox until interrupted."""
+    args = _parser().parse_args(argv)
+    try:
+        sandbox = Sandbox.start(
+            host=args.host,
+            port=args.port,
+            seed=args.seed,
+            delivery_delay=args.delivery_delay,
+            rate_limit=args.rate_limit,
+            daily_limit=args.daily_limit,
+            restricted=args.restricted,
+            auto_templates=args.auto_templates,
+            service_id=args.service_id,
+        )
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"base url: {sandbox.url}")
+    print(f"test key: {sandbox.keys.test}")
+    print(f"team key: {sandbox.keys.team}")
+    print(f"live key: {sandbox.keys.live}", flush=True)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

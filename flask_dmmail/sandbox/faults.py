@@ -1,0 +1,107 @@
+"""Fault injection as WSGI middleware, generic by path prefix.
+
+``FaultMiddleware`` asks the state, per request, whether the path is faulty (see
+:class:`~flask_dmmail.sandbox.state.FaultConfig`): it adds latency, answers 500 without
+processing, or processes the request (so it is stored) and then drops the connection or
+stalls past the client's timeout. The 500 body depends on the path: register one per API
+with :meth:`FaultMiddleware.add_error_body` (Notify's envelope is the default).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .state import SandboxState
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["FaultMiddleware", "notify_error_body"]
+
+ErrorBody = Callable[[], tuple[str, bytes]]
+
+
+def notify_error_body() -> tuple[str, bytes]:
+    """Notify's 500 envelope."""
+    body = {
+        "status_code": 500,
+        "errors": [{"error": "InternalServerError", "message": "Internal server error"}],
+    }
+    return "application/json", json.dumps(body).encode()
+
+
+class FaultMiddleware:
+    """Wrap a WSGI app; inject the faults configured on ``state`` for matching paths."""
+
+    def __init__(self, app: WSGIApplication, state: SandboxState) -> None:
+        self.app = app
+        self.state = state
+        self._error_bodies: list[tuple[str, ErrorBody]] = [("/", notify_error_body)]
+
+    def add_error_body(self, prefix: str, factory: ErrorBody) -> None:
+        """Use ``factory() -> (content_type, body)`` for injected 500s under ``prefix``."""
+        self._error_bodies.append((prefix, factory))
+        self._error_bodies.sort(key=lambda item: len(item[0]), reverse=True)
+
+    def _error_body(self, path: str) -> tuple[str, bytes]:
+        for prefix, factory in self._error_bodies:
+            if path.startswith(prefix):
+                return factory()
+        return notify_error_body()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_sandbox"):
+            return self.app(environ, start_response)
+        config, fault, release = self.state.roll_fault(path)
+        if not config.active or not path.startswith(config.paths):
+            return self.app(environ, start_response)
+        if config.latency:
+            time.sleep(config.latency)
+        if fault is None:
+            return self.app(environ, start_response)
+        if fault == "error":
+            content_type, body = self._error_body(path)
+            start_response(
+                "500 INTERNAL SERVER ERROR",
+                [("Content-Type", content_type), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        # Process the request fully (the notification is stored), then misbehave.
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"] = status
+            captured["headers"] = headers
+            return lambda data: captured.setdefault("early", []).append(data)
+
+        app_iter = self.app(environ, capture)
+        try:
+            chunks = [*captured.get("early", []), *app_iter]
+        finally:
+            close = getattr(app_iter, "close", None)
+            if close is not None:
+                close()
+        if fault == "drop":
+            self._drop(environ)
+        else:
+            release.wait(config.stall_seconds)
+        start_response(captured["status"], captured["headers"])
+        return chunks
+
+    @staticmethod
+    def _drop(environ: WSGIEnvironment) -> None:
+        """Reset the client's connection and end the request without an answer."""
+        sock = environ.get("werkzeug.socket")
+        if isinstance(sock, socket.socket):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        raise ConnectionResetError("sandbox fault: connection dropped")
