@@ -1,0 +1,121 @@
+"""The sandbox's outbox web page: the emails sent, and each one as the recipient would see it.
+
+:func:`outbox_blueprint` is mounted at ``/`` of the sandbox app and at ``/_dmmail/`` of a
+developer's app, so every link is built with ``url_for`` and every template name starts
+with ``dmmail_sandbox_``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, current_app, render_template, request
+from markupsafe import Markup
+
+from .render import render_email_html
+from .state import Notification, SandboxState
+
+__all__ = ["outbox_blueprint"]
+
+_TEMPLATES = Path(__file__).parent / "templates"
+
+#: How each key type is named in Notify's own interface.
+KEY_TYPE_NAMES = {"test": "Test", "team": "Team and guest list", "normal": "Live"}
+
+#: The colour class of each status tag.
+_STATUS_CLASSES = {
+    "created": "grey",
+    "sending": "blue",
+    "pending": "blue",
+    "delivered": "green",
+    "sent": "green",
+    "permanent-failure": "red",
+    "temporary-failure": "red",
+    "technical-failure": "red",
+}
+
+#: The navigation's links, as ``(endpoint, label)``. Other sandbox pages (Mailchimp's
+#: audiences and campaigns) extend ``dmmail_sandbox_base.html`` and pass ``nav_links`` with
+#: theirs added, or fill its ``nav_extra`` block.
+NAV_LINKS: tuple[tuple[str, str], ...] = (("dmmail_outbox.index", "Notify outbox"),)
+
+
+def _format_time(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.strftime("%d %b %Y, %H:%M:%S UTC").lstrip("0")
+
+
+def _format_size(size: Any) -> str:
+    if not isinstance(size, int):
+        return ""
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def _sandbox_url(state: SandboxState) -> str | None:
+    """The base URL a Notify client should use for this sandbox, when it can be known."""
+    if current_app.extensions.get("dmmail_sandbox") is state:
+        return request.host_url.rstrip("/")
+    sandbox = getattr(current_app.extensions.get("dmmail"), "sandbox", None)
+    if sandbox is not None and getattr(sandbox, "state", None) is state:
+        url = getattr(sandbox, "url", None)
+        return url if isinstance(url, str) else None
+    return None
+
+
+def _example_template_id(state: SandboxState) -> str | None:
+    """The id of an email template to show in the how-to, if there is one."""
+    with state.lock:
+        for template in state.templates.values():
+            if template.current.type == "email" and not template.archived:
+                return template.id
+    return None
+
+
+def outbox_blueprint(state: SandboxState) -> Blueprint:
+    """A blueprint named ``dmmail_outbox`` that shows ``state``'s outbox as HTML pages."""
+    bp = Blueprint("dmmail_outbox", __name__, template_folder=str(_TEMPLATES))
+
+    @bp.app_template_filter("dmmail_time")
+    def dmmail_time(value: datetime | None) -> str:
+        return _format_time(value)
+
+    @bp.context_processor
+    def page_context() -> dict[str, Any]:
+        return {
+            "nav_links": NAV_LINKS,
+            "key_type_names": KEY_TYPE_NAMES,
+            "status_classes": _STATUS_CLASSES,
+            "format_size": _format_size,
+        }
+
+    @bp.get("/")
+    def index() -> str:
+        """Every email sent, newest first."""
+        return render_template(
+            "dmmail_sandbox_outbox.html",
+            notifications=state.outbox(),
+            sandbox_url=_sandbox_url(state),
+            test_key=state.keys.test,
+            example_template_id=_example_template_id(state),
+        )
+
+    @bp.get("/email/<notification_id>")
+    def email(notification_id: str) -> tuple[str, int]:
+        """One email: its subject, rendered body and everything Notify was sent."""
+        notification: Notification | None = state.get(notification_id)
+        if notification is None:
+            return render_template("dmmail_sandbox_missing.html"), 404
+        return render_template(
+            "dmmail_sandbox_email.html",
+            notification=notification,
+            body_html=Markup(render_email_html(notification.body)),
+        ), 200
+
+    return bp
