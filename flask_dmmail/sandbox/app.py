@@ -8,6 +8,7 @@ from flask import Flask
 
 from .control import control_blueprint
 from .faults import FaultMiddleware
+from .mailchimp import ConnectionLimit, mailchimp_blueprint, mailchimp_error_body
 from .notify_api import notify_blueprint, register_error_pages
 from .state import SandboxState
 
@@ -37,8 +38,11 @@ def create_app(state: SandboxState | None = None, **state_options: Any) -> Flask
         pass
     else:
         app.register_blueprint(outbox_blueprint(state))
+    app.register_blueprint(mailchimp_blueprint(state.mailchimp))
     register_error_pages(app)
     faults = FaultMiddleware(app.wsgi_app, state)
+    faults.add_error_body("/3.0/", mailchimp_error_body)
     app.extensions["dmmail_sandbox_faults"] = faults
-    app.wsgi_app = faults  # type: ignore[method-assign]
+    # Outermost, so fault latency and stalls hold a Mailchimp connection open (429 past 10).
+    app.wsgi_app = ConnectionLimit(faults, state.mailchimp)  # type: ignore[method-assign]
     return app

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from .mailchimp import MailchimpState
+
 __all__ = [
     "EMAIL_STATUSES",
     "FAILED_STATUSES",
@@ -360,6 +362,7 @@ class SandboxState:
         self._closed = False
         self._stall_release = threading.Event()
         self._rng = random.Random()
+        self.mailchimp = MailchimpState()
         self.reset()
 
     def _secret(self, key_type: str, fixed: bool) -> str:
@@ -397,6 +400,7 @@ class SandboxState:
             self._pending: list[tuple[float, int, str, str]] = []
             self._seq = 0
             self._release_stalls()
+            self.mailchimp.reset()
             self.seed(self._initial["seed"])
 
     def seed(self, seed: Mapping[str, Any] | str | os.PathLike[str]) -> list[str]:
@@ -406,7 +410,13 @@ class SandboxState:
         Returns the ids of the templates in the seed.
         """
         data = _load_seed(seed)
-        unknown = set(data) - {"templates", "reply_to_addresses", "team_members", "guest_list"}
+        unknown = set(data) - {
+            "templates",
+            "reply_to_addresses",
+            "team_members",
+            "guest_list",
+            "mailchimp",
+        }
         if unknown:
             raise ValueError(f"seed: unknown keys {', '.join(sorted(unknown))}")
         templates = data.get("templates", [])
@@ -431,6 +441,8 @@ class SandboxState:
                 self.reply_to_addresses[reply.id] = reply
             self.team_members.extend(a for a in team if a not in self.team_members)
             self.guest_list.extend(a for a in guests if a not in self.guest_list)
+        if data.get("mailchimp") is not None:
+            self.mailchimp.seed(data["mailchimp"])
         return [tid for tid, _, _ in parsed]
 
     @staticmethod
