@@ -10,26 +10,31 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mailchimp_helpers import MailchimpServer, make_client, start_mailchimp_server
+from mailchimp_helpers import MailchimpServer, make_client
 
+from flask_dmmail.sandbox import Sandbox
 from flask_dmmail.sandbox.mailchimp import MailchimpState
 
 
 @pytest.fixture(scope="session")
 def mc_server() -> Iterator[MailchimpServer]:
-    running = start_mailchimp_server(MailchimpState())
-    yield running
-    running.stop()
+    sandbox = Sandbox.start()
+    try:
+        yield MailchimpServer(sandbox)
+    finally:
+        sandbox.stop()
 
 
 @pytest.fixture
 def mc(mc_server: MailchimpServer) -> Iterator[MailchimpState]:
     """The server's Mailchimp state, empty and with default settings."""
+    mc_server.sandbox_state.clear_faults()
     state = mc_server.state
     state.reset()
     state.connection_limit = 10
     state.send_seconds = 0.0
     yield state
+    mc_server.sandbox_state.clear_faults()
     state.reset()
 
 

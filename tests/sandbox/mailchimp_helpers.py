@@ -3,42 +3,35 @@
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import mailchimp_marketing
 import pytest
 import requests
-from flask import Flask
 from mailchimp_marketing.api_client import ApiClientError
-from werkzeug.serving import BaseWSGIServer, make_server
 
-from flask_dmmail.sandbox.mailchimp import ConnectionLimit, MailchimpState, mailchimp_blueprint
+from flask_dmmail.sandbox import Sandbox, SandboxState
+from flask_dmmail.sandbox.mailchimp import MailchimpState
 
 
 @dataclass
 class MailchimpServer:
-    url: str
-    state: MailchimpState
-    server: BaseWSGIServer
-    thread: threading.Thread
+    """The running sandbox, seen from its Mailchimp half."""
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+    sandbox: Sandbox
 
+    @property
+    def url(self) -> str:
+        return self.sandbox.url
 
-def start_mailchimp_server(state: MailchimpState) -> MailchimpServer:
-    app = Flask("mailchimp_sandbox_test")
-    app.register_blueprint(mailchimp_blueprint(state))
-    app.wsgi_app = ConnectionLimit(app.wsgi_app, state)  # type: ignore[method-assign]
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    return MailchimpServer(f"http://127.0.0.1:{server.server_port}", state, server, thread)
+    @property
+    def state(self) -> MailchimpState:
+        return self.sandbox.state.mailchimp
+
+    @property
+    def sandbox_state(self) -> SandboxState:
+        return self.sandbox.state
 
 
 def make_client(url: str, key: str) -> Any:
