@@ -24,7 +24,7 @@ TEST_DOMAINS = {
 
 
 class Config:
-    SECRET_KEY = os.environ.get("SECRET_KEY", "not-secret-development-only")
+    SECRET_KEY: str | None = os.environ.get("SECRET_KEY", "not-secret-development-only")
     DM_NOTIFY_TEMPLATES = TEMPLATES
     DM_NOTIFY_SANDBOX_TEMPLATES = str(HERE / "sandbox_seed.json")
     DM_NOTIFY_KEY: str | None = None

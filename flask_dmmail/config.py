@@ -204,6 +204,34 @@ def _audiences(config: Mapping[str, Any]) -> Mapping[str, str]:
     return MappingProxyType(checked)
 
 
+#: Every key flask-dmmail reads; each is documented in the README's configuration table.
+KEYS = (
+    "DM_NOTIFY_KEY",
+    "DM_NOTIFY_API_KEY",
+    "DM_NOTIFY_BASE_URL",
+    "DM_NOTIFY_TEMPLATES",
+    "DM_NOTIFY_REDIRECT_DOMAINS_TO_ADDRESS",
+    "DM_NOTIFY_TIMEOUT",
+    "DM_NOTIFY_RETRIES",
+    "DM_NOTIFY_RETRY_BACKOFF",
+    "DM_MAIL_SANDBOX",
+    "DM_NOTIFY_SANDBOX_TEMPLATES",
+    "DM_MAIL_HASH_KEY",
+    "DM_MAILCHIMP_API_KEY",
+    "DM_MAILCHIMP_BASE_URL",
+    "DM_MAILCHIMP_AUDIENCES",
+    "DM_NOTIFY_CALLBACK_TOKEN",
+)
+
+
+def _with_environment(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    merged = {key: config[key] for key in ("SECRET_KEY", *KEYS) if key in config}
+    for key in KEYS:
+        if merged.get(key) is None and environ.get(key):
+            merged[key] = environ[key]
+    return merged
+
+
 @dataclass(frozen=True)
 class Settings:
     """The extension's validated, frozen configuration. Secrets are left out of ``repr``."""
@@ -225,9 +253,20 @@ class Settings:
 
     @classmethod
     def from_config(
-        cls, config: Mapping[str, Any], *, debug: bool = False, testing: bool = False
+        cls,
+        app_config: Mapping[str, Any],
+        *,
+        debug: bool = False,
+        testing: bool = False,
+        environ: Mapping[str, str] | None = None,
     ) -> Settings:
-        """Read and check every key. Raises ConfigurationError naming the first bad key."""
+        """Read and check every key. Raises ConfigurationError naming the first bad key.
+
+        A key set in the app's config wins; a ``DM_*`` key the config leaves unset (or None)
+        is read from the environment (``environ``, default ``os.environ``), which is where
+        Flask's dotenv support puts the values of a ``.env`` file.
+        """
+        config = _with_environment(app_config, os.environ if environ is None else environ)
         relaxed = debug or testing
         notify_key = _notify_key(config)
         sandbox = _bool(config, "DM_MAIL_SANDBOX", None)

@@ -14,7 +14,9 @@ from flask_dmmail.sandbox import Sandbox
 PERSONAL = {"name": "N", "framework": "F"}
 
 
-def test_a_second_send_is_skipped_with_a_signal(app: Flask, mailer: Mailer, sandbox: Sandbox) -> None:
+def test_a_second_send_is_skipped_with_a_signal(
+    app: Flask, mailer: Mailer, sandbox: Sandbox
+) -> None:
     skipped: list[dict[str, Any]] = []
 
     def receiver(sender: Flask, **kwargs: Any) -> None:

@@ -10,7 +10,8 @@ from flask import Flask
 from flask_dmmail.errors import InvalidEmailAddressError
 from flask_dmmail.sandbox import Sandbox
 
-SAFE = "simulate-delivered@notifications.service.gov.uk"
+# A stored address (Notify never stores its simulate-delivered smoke-test addresses).
+SAFE = "functional-tests@digitalmarketplace.service.gov.uk"
 REDIRECTS = {"example.com": SAFE, "User.Marketplace.Team.": SAFE}
 PERSONAL = {"name": "N", "framework": "F"}
 

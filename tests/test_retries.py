@@ -19,7 +19,9 @@ def references(sandbox: Sandbox) -> Counter[str | None]:
     return Counter(n.reference for n in sandbox.state.outbox())
 
 
-def test_500s_are_retried_until_they_succeed(make_app: Callable[..., Flask], sandbox: Sandbox) -> None:
+def test_500s_are_retried_until_they_succeed(
+    make_app: Callable[..., Flask], sandbox: Sandbox
+) -> None:
     mailer: Mailer = make_app(DM_NOTIFY_RETRIES=20).extensions["dmmail"]
     sandbox.state.set_faults(error_rate=0.5, seed=1)
     for n in range(20):

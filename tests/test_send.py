@@ -167,7 +167,16 @@ def test_an_unknown_name_lists_the_known_ones(mailer: Mailer) -> None:
         (dict(data=b""), "empty"),
         (dict(data="text"), "bytes"),
     ],
-    ids=["too-big", "no-extension", "filename-and-is-csv", "79-weeks", "0-weeks", "words", "empty", "str"],
+    ids=[
+        "too-big",
+        "no-extension",
+        "filename-and-is-csv",
+        "79-weeks",
+        "0-weeks",
+        "words",
+        "empty",
+        "str",
+    ],
 )
 def test_attachments_are_checked_locally(kwargs: dict[str, Any], error: str) -> None:
     data = kwargs.pop("data")
@@ -194,9 +203,7 @@ def test_a_template_missing_from_notify_is_a_typed_error(mailer: Mailer) -> None
     assert not raised.value.transient
 
 
-def test_a_team_key_may_not_send_to_strangers(
-    make_app: Any, sandbox: Sandbox
-) -> None:
+def test_a_team_key_may_not_send_to_strangers(make_app: Any, sandbox: Sandbox) -> None:
     app: Flask = make_app(key=sandbox.keys.team)
     with pytest.raises(RecipientNotAllowedError) as raised:
         app.extensions["dmmail"].send("stranger@example.gov.uk", "welcome", PERSONAL)

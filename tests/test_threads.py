@@ -9,9 +9,7 @@ from flask_dmmail import Mailer
 from flask_dmmail.sandbox import Sandbox
 
 
-def test_sixteen_threads_send_exactly_the_expected_emails(
-    mailer: Mailer, sandbox: Sandbox
-) -> None:
+def test_sixteen_threads_send_exactly_the_expected_emails(mailer: Mailer, sandbox: Sandbox) -> None:
     per_thread = 15
     barrier = threading.Barrier(16)
     errors: list[BaseException] = []
@@ -21,7 +19,7 @@ def test_sixteen_threads_send_exactly_the_expected_emails(
         try:
             for n in range(per_thread):
                 mailer.send(f"t{t}n{n}@example.gov.uk", "reset_password", {"url": f"u{t}-{n}"})
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(16)]
