@@ -1,0 +1,82 @@
+"""The example app: config classes per environment and its form, on the embedded sandbox."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
+from example_app import create_app
+from flask_dmmail.errors import ConfigurationError
+from flask_dmmail.notify import SentEmail
+
+KEY = "live-26785a09-ab16-4eb0-8407-a37497a57506-3d844edf-8d35-48ac-975b-e847b4f122b0"
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    monkeypatch.delenv("DM_NOTIFY_KEY", raising=False)
+    app = create_app("test")
+    yield app
+    app.extensions["dmmail"].close()
+
+
+def test_the_form_sends_a_welcome_email(
+    app: Flask, dmmail_outbox: list[SentEmail], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = app.test_client()
+    with caplog.at_level(logging.INFO, logger="example_app.audit"):
+        response = client.post(
+            "/send", data={"name": "Ada", "email": "ada@example.gov.uk"}, follow_redirects=True
+        )
+    assert response.status_code == 200
+    assert "Email sent" in response.get_data(as_text=True)
+    assert len(dmmail_outbox) == 1
+    assert dmmail_outbox[0].subject == "Welcome to the Digital Marketplace, Ada"
+    assert [r.message for r in caplog.records if r.name == "example_app.audit"] == ["email sent"]
+    outbox = client.get("/_dmmail/").get_data(as_text=True)
+    assert "Welcome to the Digital Marketplace, Ada" in outbox
+
+
+def test_a_bad_address_is_shown_to_the_user_and_logged_as_a_failure(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="example_app.audit"):
+        response = app.test_client().post("/send", data={"name": "A", "email": "nope"})
+    assert response.status_code == 400
+    assert "not a valid email address" in response.get_data(as_text=True)
+    assert [r.message for r in caplog.records if r.name == "example_app.audit"] == [
+        "email failed: InvalidEmailAddressError"
+    ]
+
+
+def test_development_without_a_key_runs_on_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DM_NOTIFY_KEY", raising=False)
+    app = create_app("development")
+    try:
+        assert app.extensions["dmmail"].sandbox is not None
+    finally:
+        app.extensions["dmmail"].close()
+
+
+@pytest.mark.parametrize("stage", ["preview", "staging", "production"])
+def test_live_stages_need_a_key_and_redirect_test_domains(
+    stage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DM_NOTIFY_KEY", raising=False)
+    with pytest.raises(ConfigurationError) as raised:
+        create_app(stage, SECRET_KEY="s")
+    assert raised.value.key == "DM_NOTIFY_KEY"
+    monkeypatch.setenv("DM_NOTIFY_KEY", KEY)
+    app = create_app(stage, SECRET_KEY="s")
+    mailer = app.extensions["dmmail"]
+    assert mailer.sandbox is None
+    assert mailer.prepare("x@sub.example.com", "welcome", {"name": "n", "framework": "f"}).redirected
+
+
+def test_dm_environment_chooses_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DM_ENVIRONMENT", "nowhere")
+    with pytest.raises(ValueError, match="DM_ENVIRONMENT"):
+        create_app()
