@@ -1,6 +1,9 @@
 """``flask dmmail ...``: the commands scripts run on Jenkins.
 
 The group is registered on every app by ``init_app``; commands act on that app's Mailer.
+Each concern has its own module (``notify``, ``bulk``, ``mailchimp``); this package only
+builds the group from them. API keys come from the app's config or the environment, never
+from a command-line argument (where ``ps`` would show them).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ dmmail_cli = AppGroup(
 @dmmail_cli.command("config")
 def show_config() -> None:
     """Show the mode, base URL and template names this app would send with (no secrets)."""
-    from .extension import DMMail
+    from ..extension import DMMail
 
     mailer = DMMail.mailer()
     settings = mailer.settings
@@ -29,3 +32,23 @@ def show_config() -> None:
     click.echo(f"notify base url: {mailer.notify.base_url}")
     click.echo(f"templates: {', '.join(sorted(settings.templates)) or '(none)'}")
     click.echo(f"redirected domains: {', '.join(sorted(settings.redirects)) or '(none)'}")
+
+
+def _register_subcommands() -> None:
+    """Add the commands of each concern's module to the group (missing ones are skipped
+    while they are being written)."""
+    import importlib
+
+    for name in ("notify", "bulk", "mailchimp"):
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{name}":
+                raise
+            continue
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(dmmail_cli)
+
+
+_register_subcommands()
