@@ -31,8 +31,6 @@ def mc(mc_server: MailchimpServer) -> Iterator[MailchimpState]:
     mc_server.sandbox_state.clear_faults()
     state = mc_server.state
     state.reset()
-    state.connection_limit = 10
-    state.send_seconds = 0.0
     yield state
     mc_server.sandbox_state.clear_faults()
     state.reset()

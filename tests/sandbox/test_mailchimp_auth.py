@@ -105,7 +105,9 @@ def test_a_revoked_key_stops_working(mc_server: MailchimpServer, mc: MailchimpSt
     assert raw(mc_server, "GET", "/ping", extra).json()["title"] == "API Key Invalid"
 
 
-def test_unknown_route_is_resource_not_found(mc_server: MailchimpServer, mc: MailchimpState) -> None:
+def test_unknown_route_is_resource_not_found(
+    mc_server: MailchimpServer, mc: MailchimpState
+) -> None:
     response = raw(mc_server, "GET", "/no/such/thing", mc.api_key)
     assert response.status_code == 404
     assert response.headers["Content-Type"] == PROBLEM_TYPE
@@ -163,7 +165,9 @@ def test_a_null_body_where_an_object_is_required(
     assert response.status_code == 400
     body = response.json()
     assert body["title"] == "Invalid Resource"
-    assert body["errors"] == [{"field": "", "message": "Schema describes object, NULL found instead"}]
+    assert body["errors"] == [
+        {"field": "", "message": "Schema describes object, NULL found instead"}
+    ]
 
 
 def test_problem_text_is_raw_json_in_the_client_error(client: Any) -> None:

@@ -138,9 +138,7 @@ def test_an_empty_audience_is_not_ready(client: Any, list_id: str) -> None:
     assert [i["heading"] for i in checklist["items"] if i["type"] == "error"] == ["Audience"]
 
 
-def test_send_is_204_then_sent_and_recorded(
-    client: Any, mc: MailchimpState, audience: str
-) -> None:
+def test_send_is_204_then_sent_and_recorded(client: Any, mc: MailchimpState, audience: str) -> None:
     campaign_id = _ready(client, audience)
     assert client.campaigns.get_send_checklist(campaign_id)["is_ready"] is True
     result = client.campaigns.send(campaign_id)

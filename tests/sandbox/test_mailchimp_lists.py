@@ -182,7 +182,9 @@ def test_caller_chosen_list_ids_and_seed(mc: MailchimpState, client: Any) -> Non
 
 
 def test_sandbox_seed_and_reset_cover_mailchimp() -> None:
-    seed = {"mailchimp": {"lists": [{"id": "feedface00", "name": "Seeded", "members": ["a@dm.org"]}]}}
+    seed = {
+        "mailchimp": {"lists": [{"id": "feedface00", "name": "Seeded", "members": ["a@dm.org"]}]}
+    }
     sandbox = Sandbox.start(seed=seed)
     try:
         mailchimp = sandbox.state.mailchimp

@@ -62,14 +62,18 @@ def test_get_member_by_hash_or_by_raw_email(client: Any, list_id: str) -> None:
     assert client.lists.get_list_member(list_id, EMAIL.lower())["id"] == HASH
 
 
-@pytest.mark.parametrize("status", ["subscribed", "unsubscribed", "cleaned", "pending", "transactional"])
+@pytest.mark.parametrize(
+    "status", ["subscribed", "unsubscribed", "cleaned", "pending", "transactional"]
+)
 def test_every_writable_status_can_be_added(client: Any, list_id: str, status: str) -> None:
     member = client.lists.add_list_member(list_id, {"email_address": EMAIL, "status": status})
     assert member["status"] == status
     assert client.lists.get_list_member(list_id, HASH)["status"] == status
 
 
-def _expect(exc: pytest.ExceptionInfo[ApiClientError], status: int, title: str, detail: str) -> None:
+def _expect(
+    exc: pytest.ExceptionInfo[ApiClientError], status: int, title: str, detail: str
+) -> None:
     assert exc.value.status_code == status
     body = problem(exc)
     assert (body["status"], body["title"], body["detail"]) == (status, title, detail)
@@ -341,9 +345,7 @@ def test_archiving_twice_is_405(client: Any, list_id: str) -> None:
     assert problem(exc)["title"] == "Method Not Allowed"
 
 
-def test_put_creates_with_status_if_new_then_updates_with_status(
-    client: Any, list_id: str
-) -> None:
+def test_put_creates_with_status_if_new_then_updates_with_status(client: Any, list_id: str) -> None:
     body = {"email_address": EMAIL, "status_if_new": "pending"}
     assert client.lists.set_list_member(list_id, HASH, body)["status"] == "pending"
     # status_if_new does not touch an existing member
@@ -437,10 +439,14 @@ class TestFakeRule:
 def test_tags_endpoint_adds_and_removes(client: Any, list_id: str) -> None:
     _add(client, list_id)
     result = client.lists.update_list_member_tags(
-        list_id, HASH, {"tags": [{"name": "a", "status": "active"}, {"name": "b", "status": "active"}]}
+        list_id,
+        HASH,
+        {"tags": [{"name": "a", "status": "active"}, {"name": "b", "status": "active"}]},
     )
     assert isinstance(result, requests.Response) and result.status_code == 204
-    client.lists.update_list_member_tags(list_id, HASH, {"tags": [{"name": "a", "status": "inactive"}]})
+    client.lists.update_list_member_tags(
+        list_id, HASH, {"tags": [{"name": "a", "status": "inactive"}]}
+    )
     assert [t["name"] for t in client.lists.get_list_member(list_id, HASH)["tags"]] == ["b"]
 
 

@@ -255,7 +255,7 @@ class MailchimpState:
     ``api_key`` is the account's key (``<32 hex>-us5``); :meth:`add_api_key` and
     :meth:`add_access_token` accept more. ``connection_limit`` is the number of requests one
     key may have in flight before the API answers 429. ``clock`` gives epoch seconds (tests
-    may pass their own). ``send_seconds`` is how long a sent campaign stays ``sending``.
+    may pass or assign their own). ``send_seconds`` is how long a sent campaign stays ``sending``.
     """
 
     def __init__(
@@ -269,11 +269,13 @@ class MailchimpState:
         deliver_webhooks: bool = True,
     ) -> None:
         self._lock = threading.RLock()
-        self._clock = clock
-        self.connection_limit = connection_limit
-        self.max_lists = max_lists
-        self.send_seconds = send_seconds
-        self.deliver_webhooks = deliver_webhooks
+        self._initial: dict[str, Any] = {
+            "clock": clock,
+            "connection_limit": connection_limit,
+            "max_lists": max_lists,
+            "send_seconds": send_seconds,
+            "deliver_webhooks": deliver_webhooks,
+        }
         self._in_flight: Counter[str] = Counter()
         self._webhook_threads: list[threading.Thread] = []
         self.api_key: str = api_key or f"{secrets.token_hex(16)}-us5"
@@ -284,8 +286,14 @@ class MailchimpState:
     # ----------------------------------------------------------------- lifecycle, keys
 
     def reset(self) -> None:
-        """Forget every audience, member, campaign and webhook; keep keys and settings."""
+        """Back to the state at construction: no audiences, members, campaigns or webhooks,
+        the fake rule off, the constructor's settings. Keys stay the same."""
         with self._lock:
+            self.clock: Callable[[], float] = self._initial["clock"]
+            self.connection_limit: int = self._initial["connection_limit"]
+            self.max_lists: int = self._initial["max_lists"]
+            self.send_seconds: float = self._initial["send_seconds"]
+            self.deliver_webhooks: bool = self._initial["deliver_webhooks"]
             self._lists: dict[str, _List] = {}
             self._campaigns: dict[str, _Campaign] = {}
             self._sent: list[SentCampaign] = []
@@ -438,7 +446,7 @@ class MailchimpState:
                 id=list_id or self._unused_list_id(),
                 web_id=_web_id(),
                 name=name,
-                created=self._clock(),
+                created=self.clock(),
                 settings={
                     "contact": {
                         "company": "Crown Commercial Service",
@@ -692,7 +700,7 @@ class MailchimpState:
     def _set_status(self, lst: _List, m: _Member, status: str, *, source: str = "api") -> None:
         """Move ``m`` to ``status``, keeping counts, times and compliance flags right."""
         old = m.status
-        now = self._clock()
+        now = self.clock()
         if old != status:
             lst.counts[old] -= 1
             lst.counts[status] += 1
@@ -733,7 +741,7 @@ class MailchimpState:
 
     def _new_member(self, lst: _List, email: str, key: str, status: str) -> _Member:
         self._seq += 1
-        now = self._clock()
+        now = self.clock()
         member = _Member(email=email, hash=key, seq=self._seq, status=status, changed=now)
         lst.members[key] = member
         lst.counts[status] += 1
@@ -888,7 +896,7 @@ class MailchimpState:
         self._apply_fields(lst, member, body, sync_tags=False)
         if status is not None:
             self._set_status(lst, member, status)
-        member.changed = self._clock()
+        member.changed = self.clock()
         self._changed(lst)
 
     def update_member(self, list_id: str, key: str, body: Any, base: str) -> dict[str, Any]:
@@ -967,7 +975,7 @@ class MailchimpState:
                     self._set_tags(lst, member, [name], replace=False)
                     current = list(member.tags or ())
             member.tags = current or None
-            member.changed = self._clock()
+            member.changed = self.clock()
             self._changed(lst)
 
     def batch_members(self, list_id: str, body: Any, base: str) -> dict[str, Any]:
@@ -1091,7 +1099,7 @@ class MailchimpState:
         added = 0
         with self._lock:
             lst = self._list(list_id)
-            now = self._clock()
+            now = self.clock()
             members = lst.members
             for email in emails:
                 key = subscriber_hash(email)
@@ -1384,7 +1392,7 @@ class MailchimpState:
     def _queue_webhook(self, lst: _List, m: _Member, event: str, source: str) -> None:
         if not lst.webhooks:
             return
-        now = self._clock()
+        now = self.clock()
         merges = {"EMAIL": m.email, **{k: str(v) for k, v in (m.merge_fields or {}).items()}}
         form: list[tuple[str, str]] = [
             ("type", event),
@@ -1479,7 +1487,7 @@ class MailchimpState:
                 id=self._unused_campaign_id(),
                 web_id=_web_id(),
                 type=body["type"],
-                created=self._clock(),
+                created=self.clock(),
             )
             self._apply_campaign(campaign, body)
             self._campaigns[campaign.id] = campaign
@@ -1543,7 +1551,7 @@ class MailchimpState:
         return campaign
 
     def _advance(self, campaign: _Campaign) -> None:
-        now = self._clock()
+        now = self.clock()
         when = campaign.send_time
         if campaign.status == "schedule" and when is not None and when <= now:
             self._start_sending(campaign, when)
@@ -1772,7 +1780,7 @@ class MailchimpState:
                     "This campaign is scheduled. Unschedule it before sending it now.",
                 )
             self._require_ready(campaign)
-            self._start_sending(campaign, self._clock())
+            self._start_sending(campaign, self.clock())
             self._advance(campaign)
 
     def schedule_campaign(self, campaign_id: str, body: Any) -> None:
@@ -1804,7 +1812,7 @@ class MailchimpState:
                 raise problems.invalid_resource(
                     "Schedule time must be on the quarter-hour (:00, :15, :30, :45)."
                 )
-            if when <= self._clock():
+            if when <= self.clock():
                 raise problems.invalid_resource("Schedule time must be in the future.")
             self._require_ready(campaign)
             campaign.status = "schedule"
