@@ -180,9 +180,18 @@ class Sandbox:
         """Build the app, bind, serve in a daemon thread; return once it accepts connections."""
         if state is None:
             state = SandboxState(seed, **state_options)
-        elif seed is not None:
-            state.seed(seed)
-        app = create_app(state)
+        else:
+            if state_options:
+                raise TypeError("pass either a state or state options, not both")
+            if seed is not None:
+                state.seed(seed)
+        return cls.serve(create_app(state), host=host, port=port)
+
+    @classmethod
+    def serve(cls, app: Flask, *, host: str = "127.0.0.1", port: int = 0) -> Sandbox:
+        """Serve an app made by :func:`create_app` (perhaps with more blueprints on it)."""
+        if "dmmail_sandbox" not in app.extensions:
+            raise ValueError("the app must come from flask_dmmail.sandbox.create_app")
         server = make_server(host, port, app, threaded=True, request_handler=SandboxRequestHandler)
         server.dmmail_connections = set()  # type: ignore[attr-defined]
         server.dmmail_lock = threading.Lock()  # type: ignore[attr-defined]
