@@ -58,6 +58,12 @@ class Mailer:
             self.sandbox = Sandbox.start(seed=settings.sandbox_seed, auto_templates=True)
             api_key = self.sandbox.keys.test
             base_url = self.sandbox.url
+            logger.log(
+                logging.INFO if app.testing else logging.WARNING,
+                "flask-dmmail sandbox mode: emails go to a local Notify sandbox at %s; read them "
+                "at /_dmmail/ in this app",
+                base_url,
+            )
         assert api_key is not None  # Settings refuses no key outside sandbox mode
         self.notify = NotifyGateway(api_key, base_url, settings.timeout)
 

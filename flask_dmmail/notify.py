@@ -337,7 +337,8 @@ def map_error(
         cls = _classify(status, error_class, text, template=template)
     text = _scrub(text, secrets)
     hint = next((h for k, h in _HINTS.items() if issubclass(cls, k)), "")
-    message = f"Notify refused the request ({status} {error_class or 'error'}): {text}"
+    verb = "could not handle" if issubclass(cls, NotifyUnavailableError) else "refused"
+    message = f"Notify {verb} the request ({status} {error_class or 'error'}): {text}"
     message = f"{message}. {hint}" if hint else message
     if cls is MissingPersonalisationError:
         names = text.split(":", 1)[1] if ":" in text else ""
