@@ -180,3 +180,19 @@ def test_bulk_seeding_is_idempotent_and_counts(mc: MailchimpState, list_id: str)
     assert mc.member_count(list_id, "subscribed") == 150
     with pytest.raises(ValueError):
         mc.add_members(list_id, ["x@dm.org"], status="sleeping")
+
+
+def test_fields_on_members_give_the_same_values_as_the_full_object(
+    client: Any, mc: MailchimpState, list_id: str
+) -> None:
+    mc.add_members(list_id, ["a@dm.org", "b@dm.org"], merge_fields={"FNAME": "A"}, tags=["t"])
+    client.lists.update_list_member(list_id, "b@dm.org", {"status": "unsubscribed"})
+    full = client.lists.get_list_members_info(list_id)
+    keys = [k for m in full["members"] for k in m]
+    assert "unsubscribe_reason" in keys
+    chosen = client.lists.get_list_members_info(
+        list_id, fields=[f"members.{k}" for k in dict.fromkeys(keys)]
+    )
+    assert chosen == {"members": full["members"]}
+    one = client.lists.get_list_members_info(list_id, fields=["members.tags.name"])
+    assert one == {"members": [{"tags": [{"name": "t"}]}, {"tags": [{"name": "t"}]}]}

@@ -95,6 +95,17 @@ def project(data: dict[str, Any], fields: str | None, exclude_fields: str | None
     return result
 
 
+def _member_keys(fields: str | None) -> frozenset[str] | None:
+    """The top-level member keys a members-collection ``fields`` asks for (None: all)."""
+    if not fields:
+        return None
+    tree = _tree(fields)
+    if "members" not in tree:
+        return frozenset()
+    node = tree["members"]
+    return None if node is None else frozenset(node)
+
+
 # --------------------------------------------------------------------------- requests
 
 
@@ -247,6 +258,8 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
         if isinstance(exc, MethodNotAllowed):
             return _problem(_method_not_allowed(list(exc.valid_methods or [])))
         code = exc.code or 500
+        if code >= 500:
+            return _problem(_internal_error())
         return _problem(MailchimpProblem(code, exc.name, exc.description or exc.name))
 
     def route(rule: str, methods: tuple[str, ...]) -> Callable[[Callable[..., Response]], Any]:
@@ -327,6 +340,7 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
                     "sort_field", ("timestamp_opt", "timestamp_signup", "last_changed")
                 ),
                 sort_dir=sort_dir,
+                member_keys=_member_keys(request.args.get("fields")),
             )
         )
 
@@ -462,14 +476,17 @@ def _environ_credentials(environ: WSGIEnvironment) -> tuple[str | None, bool]:
     return None, False
 
 
-def mailchimp_error_body() -> tuple[str, bytes]:
-    """Mailchimp's 500 problem body, for the sandbox's fault layer (``/3.0`` prefix)."""
-    problem = MailchimpProblem(
+def _internal_error() -> MailchimpProblem:
+    return MailchimpProblem(
         500,
         "Internal Server Error",
         "An unexpected internal error has occurred. Please contact Support for more information.",
     )
-    text = json.dumps(problem.body(str(uuid.uuid4())), separators=(",", ":"))
+
+
+def mailchimp_error_body() -> tuple[str, bytes]:
+    """Mailchimp's 500 problem body, for the sandbox's fault layer (``/3.0`` prefix)."""
+    text = json.dumps(_internal_error().body(str(uuid.uuid4())), separators=(",", ":"))
     return PROBLEM_TYPE, text.encode()
 
 
