@@ -282,7 +282,10 @@ def _load_seed(seed: Mapping[str, Any] | str | os.PathLike[str]) -> Mapping[str,
     else:
         import yaml
 
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ValueError(f"seed file {path.name} is not valid YAML: {error}") from None
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -428,6 +431,8 @@ class SandboxState:
         team = _str_list(data, "team_members")
         guests = _str_list(data, "guest_list")
         parsed = [self._parse_template(t) for t in templates]
+        if not all(isinstance(r.get("email_address"), str) for r in replies):
+            raise ValueError("seed: every reply_to_addresses[] needs an email_address")
         parsed_replies = [
             ReplyToAddress(
                 _check_uuid(r.get("id"), "reply_to_addresses[].id"), str(r["email_address"])
