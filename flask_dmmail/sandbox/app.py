@@ -10,6 +10,7 @@ from .control import control_blueprint
 from .faults import FaultMiddleware
 from .mailchimp import ConnectionLimit, mailchimp_blueprint, mailchimp_error_body
 from .notify_api import notify_blueprint, register_error_pages
+from .outbox import outbox_blueprint
 from .state import SandboxState
 
 __all__ = ["create_app"]
@@ -19,9 +20,10 @@ def create_app(state: SandboxState | None = None, **state_options: Any) -> Flask
     """The sandbox app over ``state`` (a new :class:`SandboxState` from ``state_options``
     when None).
 
-    ``app.extensions["dmmail_sandbox"]`` is the state and ``app.wsgi_app`` is wrapped in
-    the :class:`FaultMiddleware` (also at ``app.extensions["dmmail_sandbox_faults"]``), so
-    any blueprint registered on the app later gets the same fault injection.
+    Serves Notify's /v2 API, the /_sandbox controls, the outbox page at / and Mailchimp's
+    /3.0 API. ``app.extensions["dmmail_sandbox"]`` is the state; the
+    :class:`FaultMiddleware` (also at ``app.extensions["dmmail_sandbox_faults"]``) wraps the
+    whole app, so any blueprint registered on it later gets the same fault injection.
     """
     if state is None:
         state = SandboxState(**state_options)
@@ -32,12 +34,7 @@ def create_app(state: SandboxState | None = None, **state_options: Any) -> Flask
     app.extensions["dmmail_sandbox"] = state
     app.register_blueprint(notify_blueprint(state))
     app.register_blueprint(control_blueprint(state))
-    try:
-        from .outbox import outbox_blueprint
-    except ImportError:  # the outbox page lands separately
-        pass
-    else:
-        app.register_blueprint(outbox_blueprint(state))
+    app.register_blueprint(outbox_blueprint(state))
     app.register_blueprint(mailchimp_blueprint(state.mailchimp))
     register_error_pages(app)
     faults = FaultMiddleware(app.wsgi_app, state)

@@ -57,6 +57,7 @@ def _header_cases() -> list[Any]:
                      id="no-iat"),
         pytest.param(bearer(claims={"iat": now - 3600}), 403, CLOCK, id="iat-an-hour-ago"),
         pytest.param(bearer(claims={"iat": now + 3600}), 403, CLOCK, id="iat-an-hour-ahead"),
+        pytest.param(bearer(claims={"iat": "soon"}), 403, CLOCK, id="iat-not-a-number"),
         pytest.param(bearer(algorithm="HS512"), 403, "Invalid token: algorithm used is not HS256",
                      id="hs512"),
         pytest.param(bearer(claims={"exp": now - 10}), 403, GENERAL, id="expired-exp"),
@@ -75,6 +76,14 @@ def test_auth_errors_in_notify_wording(
     response = http.get(f"{sbx.url}/v2/notifications", headers=make_header(sbx))
     assert response.status_code == status
     assert response.json() == {"status_code": status, "errors": v2_errors("AuthError", message)}
+
+
+@pytest.mark.parametrize("skew", [-25, 25])
+def test_clock_within_30_seconds_is_accepted(
+    sbx: Sandbox, http: requests.Session, skew: int
+) -> None:
+    headers = auth_header(sbx.keys.test, claims={"iat": int(time.time()) + skew})
+    assert http.get(f"{sbx.url}/v2/notifications", headers=headers).status_code == 200
 
 
 def test_auth_runs_before_validation_and_limits(sbx: Sandbox, http: requests.Session) -> None:
