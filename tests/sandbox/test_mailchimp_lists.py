@@ -11,7 +11,7 @@ from mailchimp_helpers import MailchimpServer, problem
 from mailchimp_marketing.api_client import ApiClientError
 
 from flask_dmmail.sandbox import Sandbox
-from flask_dmmail.sandbox.mailchimp import MailchimpState, subscriber_hash
+from flask_dmmail.sandbox.mailchimp import MailchimpProblem, MailchimpState, subscriber_hash
 
 LIST_BODY: dict[str, Any] = {
     "name": "DOS suppliers",
@@ -179,6 +179,29 @@ def test_caller_chosen_list_ids_and_seed(mc: MailchimpState, client: Any) -> Non
     assert seeded["stats"]["total_contacts"] == 2
     with pytest.raises(ValueError):
         mc.create_list("Bad", list_id="myserver01")
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [
+        pytest.param({"mailchimp": []}, id="not-a-mapping"),
+        pytest.param({"mailchimp": {"audiences": []}}, id="unknown-key"),
+        pytest.param({"mailchimp": {"lists": ["x"]}}, id="list-not-an-object"),
+        pytest.param({"mailchimp": {"lists": [{"members": [{"status": "x"}]}]}}, id="no-email"),
+    ],
+)
+def test_bad_seeds_are_value_errors(mc: MailchimpState, seed: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="seed: mailchimp"):
+        mc.seed(seed)
+    assert mc.lists() == []
+
+
+def test_seeded_fake_rule(mc: MailchimpState) -> None:
+    list_id = mc.create_list("L")
+    mc.seed({"fake_rule": {"enabled": True, "domains": ["fake.org"]}})
+    with pytest.raises(MailchimpProblem) as exc:
+        mc.add_member(list_id, {"email_address": "a@fake.org", "status": "subscribed"}, "")
+    assert exc.value.title == "Invalid Resource"
 
 
 def test_sandbox_seed_and_reset_cover_mailchimp() -> None:

@@ -387,15 +387,30 @@ class MailchimpState:
         """
         data = mapping.get("mailchimp", mapping)
         if not isinstance(data, Mapping):
-            raise TypeError("the mailchimp seed must be a mapping")
-        for entry in data.get("lists", ()):
+            raise ValueError("seed: mailchimp must be a mapping")
+        unknown = set(data) - {"lists", "fake_rule"}
+        if unknown:
+            raise ValueError(f"seed: mailchimp has unknown keys {', '.join(sorted(unknown))}")
+        lists = data.get("lists", [])
+        if not isinstance(lists, list) or not all(isinstance(x, Mapping) for x in lists):
+            raise ValueError("seed: mailchimp.lists must be a list of objects")
+        for entry in lists:
+            members = entry.get("members", [])
+            if not isinstance(members, list) or not all(
+                isinstance(m, str) or (isinstance(m, Mapping) and "email_address" in m)
+                for m in members
+            ):
+                raise ValueError(
+                    "seed: mailchimp.lists[].members must be addresses or objects with "
+                    "an email_address"
+                )
             list_id = self.ensure_list(
                 entry.get("id"),
-                entry.get("name", "Sandbox audience"),
+                str(entry.get("name", "Sandbox audience")),
                 **{k: v for k, v in entry.items() if k not in ("id", "name", "members")},
             )
             plain: list[str] = []
-            for member in entry.get("members", ()):
+            for member in members:
                 if isinstance(member, str):
                     plain.append(member)
                 else:
