@@ -267,8 +267,10 @@ class DMMail:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> Mailer:
-        """Read and check the app's config, build its Mailer, register the CLI and the
-        sandbox outbox page. Raises ConfigurationError naming any bad key."""
+        """Read and check the app's config, build its Mailer, register the CLI, the
+        sandbox outbox page and (when ``DM_NOTIFY_CALLBACK_TOKEN`` is set) the delivery
+        receipts endpoint at ``/_dmmail/callbacks/notify``. Raises ConfigurationError naming
+        any bad key."""
         if EXTENSION_KEY in app.extensions:
             raise ExtensionError(
                 f"flask-dmmail is already registered on the app {app.name!r}; call init_app once "
@@ -281,6 +283,10 @@ class DMMail:
             from .sandbox.outbox import outbox_blueprint
 
             app.register_blueprint(outbox_blueprint(mailer.sandbox.state), url_prefix="/_dmmail")
+        if settings.callback_token is not None:
+            from .webhooks import notify_callbacks_blueprint
+
+            app.register_blueprint(notify_callbacks_blueprint())
         from .cli import dmmail_cli
 
         app.cli.add_command(dmmail_cli)
