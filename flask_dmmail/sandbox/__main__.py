@@ -2,11 +2,16 @@
 
 Prints ``base url: URL``, ``test key: KEY``, ``team key: KEY`` and ``live key: KEY``, each
 on its own line, then serves until Ctrl-C.
+
+``--callback-url URL`` POSTs a delivery receipt there whenever an email reaches a final
+status, with the bearer token from the ``DM_NOTIFY_CALLBACK_TOKEN`` environment variable
+(never a command-line argument, where ``ps`` would show it).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -46,12 +51,21 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="an unknown template id creates a stand-in template instead of failing",
     )
+    parser.add_argument(
+        "--callback-url",
+        metavar="URL",
+        help="POST delivery receipts here (token from $DM_NOTIFY_CALLBACK_TOKEN)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sandbox until interrupted."""
     args = _parser().parse_args(argv)
+    callback_token = os.environ.get("DM_NOTIFY_CALLBACK_TOKEN") if args.callback_url else None
+    if args.callback_url and not callback_token:
+        print("error: --callback-url needs DM_NOTIFY_CALLBACK_TOKEN set", file=sys.stderr)
+        return 2
     try:
         sandbox = Sandbox.start(
             host=args.host,
@@ -63,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             restricted=args.restricted,
             auto_templates=args.auto_templates,
             service_id=args.service_id,
+            callback_url=args.callback_url,
+            callback_token=callback_token,
         )
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -21,9 +21,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .mailchimp import MailchimpState
+
+if TYPE_CHECKING:
+    from .callbacks import CallbackSender
 
 __all__ = [
     "EMAIL_STATUSES",
@@ -313,7 +316,9 @@ class SandboxState:
     ``seed`` is a mapping, or a path to a JSON or YAML file, shaped like
     ``{"templates": [{"id", "name", "subject", "body", "type"}], "reply_to_addresses":
     [{"id", "email_address"}], "team_members": [...], "guest_list": [...]}``.
-    Pass ``service_id`` to get the same keys on every start.
+    Pass ``service_id`` to get the same keys on every start. With ``callback_url`` (and
+    ``callback_token``), a delivery receipt is POSTed there whenever a notification reaches
+    a final status, as Notify does (see :mod:`flask_dmmail.sandbox.callbacks`).
     """
 
     def __init__(
@@ -329,6 +334,8 @@ class SandboxState:
         service_name: str = "Sandbox service",
         contact_link: str | None = "https://www.example.gov.uk/contact",
         faults: FaultConfig | None = None,
+        callback_url: str | None = None,
+        callback_token: str | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.service_id = str(uuid.UUID(service_id)) if service_id else str(uuid.uuid4())
@@ -367,6 +374,12 @@ class SandboxState:
         self._rng = random.Random()
         self.mailchimp = MailchimpState()
         self.reset()
+        self.callbacks: CallbackSender | None = None
+        if callback_url is not None:
+            from .callbacks import CallbackSender
+
+            self.callbacks = CallbackSender(callback_url, callback_token)
+            self.add_status_listener(self.callbacks)
 
     def _secret(self, key_type: str, fixed: bool) -> str:
         if fixed:
@@ -678,6 +691,8 @@ class SandboxState:
         ticker = self._ticker
         if ticker is not None and ticker is not threading.current_thread():
             ticker.join(timeout=2)
+        if self.callbacks is not None:
+            self.callbacks.close()
 
     # --------------------------------------------------------------- reading
 
