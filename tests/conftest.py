@@ -16,6 +16,10 @@ from flask import Flask
 from flask_dmmail import DMMail, Mailer
 from flask_dmmail.sandbox import Sandbox
 
+# The session-wide secrets scan: log records, exception messages and CLI output must never
+# hold a registered secret (API keys, recipients, personalisation values); see the module.
+pytest_plugins = ("tests.secrets_scan",)
+
 WELCOME_ID = "6f1a3c1e-8a0b-4c3e-9d0f-5b6a7c8d9e01"
 RESET_ID = "0c2b8e7a-1f3d-4e5a-8b6c-7d9e0f1a2b3c"
 REPLY_TO_ID = "1d2c3b4a-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
