@@ -117,9 +117,14 @@ def fill(text: str, personalisation: Mapping[str, Any] | None) -> str:
 # Typography (utils' do_nice_typography)
 # --------------------------------------------------------------------------------------
 
-_SPACE_BEFORE_PUNCTUATION = re.compile(r"[ \t]+([,.])")
-_SPACED_HYPHEN = re.compile(r"\s+[-–—]{1,3}\s+")
-_EMAIL_WITH_SMART_QUOTES = re.compile(r"[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~\-‘’]+@[^.@][^@\s]+")
+# The lookbehinds only stop a match from starting inside a run where it could have started
+# at the front: the same matches, but linear time on long runs.
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<![ \t])[ \t]+([,.])")
+_SPACED_HYPHEN = re.compile(r"(?<!\s)\s+[-–—]{1,3}\s+")
+_EMAIL_CHARACTERS = r"a-zA-Z0-9.!#$%&'*+/=?^_`{|}~\-‘’"
+_EMAIL_WITH_SMART_QUOTES = re.compile(
+    rf"(?<![{_EMAIL_CHARACTERS}])[{_EMAIL_CHARACTERS}]+@[^.@][^@\s]+"
+)
 
 # SmartyPants' quote rules, in the order it applies them. ``_OPENER`` is the context that
 # makes a quote an opening one; ``_CLOSER`` a character after which a quote closes.
@@ -151,7 +156,7 @@ _SMARTYPANTS_ESCAPES = (
     ("\\-", "&#45;"),
     ("\\`", "&#96;"),
 )
-_TAG_OR_COMMENT = re.compile(r"(<!--.*?--\s*>|<[^>]*>)", re.S)
+_COMMENT_END = re.compile(r"--\s*>")
 _SKIPPED_TAG = re.compile(r"<(/)?(pre|samp|code|tt|kbd|script|style|math|a)[^>]*>", re.I)
 
 
@@ -181,15 +186,41 @@ def _finish_typography(text: str) -> str:
     return _SPACED_HYPHEN.sub(" – ", text)
 
 
+def _html_tokens(text: str) -> list[tuple[bool, str]]:
+    """Split text into ``(is_tag, token)`` runs as SmartyPants does (comments count as tags).
+
+    From the first ``<`` that starts no tag, the rest is text.
+    """
+    tokens: list[tuple[bool, str]] = []
+    position = 0
+    no_comment_end_from = len(text) + 1  # a failed search need not be repeated further on
+    while (start := text.find("<", position)) >= 0:
+        end = -1
+        if text.startswith("<!--", start) and start + 4 < no_comment_end_from:
+            closing = _COMMENT_END.search(text, start + 4)
+            if closing is None:
+                no_comment_end_from = start + 4
+            else:
+                end = closing.end()
+        if end < 0:
+            end = text.find(">", start + 1) + 1
+            if end == 0:
+                break
+        if start > position:
+            tokens.append((False, text[position:start]))
+        tokens.append((True, text[start:end]))
+        position = end
+    if position < len(text):
+        tokens.append((False, text[position:]))
+    return tokens
+
+
 def _smartypants(text: str) -> str:
     """SmartyPants over text that may hold tags: tags and the insides of code-like tags are kept."""
     out: list[str] = []
     skipping: list[str] = []
     previous_last_char = ""
-    for index, token in enumerate(_TAG_OR_COMMENT.split(text)):
-        if not token:
-            continue
-        is_tag = index % 2 == 1
+    for is_tag, token in _html_tokens(text):
         if (
             is_tag
             and token.startswith("<!--")
@@ -261,7 +292,7 @@ _QUOTE_OPEN = (
 _LINK_STYLE = "word-wrap: break-word; color: #1D70B8;"
 
 _HRULE = re.compile(r" {0,3}[-*_](?: *[-*_]){2,} *")
-_HEADING = re.compile(r" *(#{1,6}) *(.+?) *#* *")
+_HEADING = re.compile(r" *(#{1,6})(.+)")
 _SETEXT_UNDERLINE = re.compile(r" *(?:=+|-+) *")
 _QUOTE_START = re.compile(r" *\^.")
 _QUOTE_MARK = re.compile(r"^ *\^ ?", re.M)
@@ -270,10 +301,11 @@ _BULLET_PREFIX = re.compile(r"^ *(?:[•*-]|\d+\.)")
 
 _INLINE = re.compile(
     r"(?P<escape>\\[\\`*{}\[\]()#+\-.!_>~|])"
-    r"|(?P<link>(?P<image>!)?\[(?P<label>(?:\[[^^\]]*\]|[^\[\]]|\](?=[^\[]*\]))*)\]"
-    r"\(\s*(?P<angle><)?(?P<href>[\s\S]*?)(?(angle)>)(?:\s+['\"](?P<title>[\s\S]*?)['\"])?\s*\))"
+    r"|(?P<link>(?P<image>!)?\[(?P<label>(?:\[[^\[\]^]*\]|[^\[\]])*)\]"
+    r"\(\s*(?:<(?P<angled>[^<>\n]*)>|(?P<href>[^\s()<>]*(?:\([^\s()<>]*\)[^\s()<>]*)*))"
+    r"(?:\s+(?:\"(?P<title>[^\"\n]*)\"|'(?P<title2>[^'\n]*)'))?\s*\))"
     r"|(?P<url>https?://[^\s<]+[^<.,:\"')\]\s])"
-    r"|(?P<br> *\n)"
+    r"|(?P<br>\n)"
 )
 _BLOCKED_SCHEMES = ("javascript:", "vbscript:", "data:")
 
@@ -297,6 +329,7 @@ def _inline(text: str, in_link: bool = False) -> str:
             out.append(html.escape(plain if in_link else _plain_typography(plain)))
             run.clear()
 
+    text = "\n".join(line.rstrip(" ") for line in text.split("\n"))
     position = 0
     for match in _INLINE.finditer(text):
         run.append(text[position : match.start()])
@@ -307,10 +340,13 @@ def _inline(text: str, in_link: bool = False) -> str:
             flush()
             if match.group("image"):
                 continue
-            title = match.group("title")
+            title = match.group("title") or match.group("title2")
+            href = match.group("href")
+            if href is None:
+                href = match.group("angled")
             title_attribute = f' title="{html.escape(title)}"' if title else ""
             out.append(
-                f'<a style="{_LINK_STYLE}" href="{_safe_href(match.group("href"))}"'
+                f'<a style="{_LINK_STYLE}" href="{_safe_href(href)}"'
                 f"{title_attribute}>{_inline(match.group('label'), in_link=True)}</a>"
             )
         elif match.group("url"):
@@ -329,6 +365,12 @@ def _inline(text: str, in_link: bool = False) -> str:
     run.append(text[position:])
     flush()
     return "".join(out)
+
+
+def _heading_text(rest: str) -> str:
+    """A heading's text: without surrounding spaces or closing ``#``s (at least a character)."""
+    text = rest.lstrip(" ").rstrip(" ").rstrip("#").rstrip(" ")
+    return text or rest.lstrip(" ")[:1] or rest[:1]
 
 
 def _paragraph(text: str) -> str:
@@ -384,7 +426,7 @@ class _Blocks:
                 out.append(_HR)
                 i += 1
             elif not self.in_list and (heading := _HEADING.fullmatch(line)):
-                out.append(_heading(len(heading.group(1)), heading.group(2)))
+                out.append(_heading(len(heading.group(1)), _heading_text(heading.group(2))))
                 i += 1
             elif self._setext_at(i):
                 level = 1 if lines[i + 1].strip().startswith("=") else 2
@@ -491,8 +533,9 @@ def render_email_html(body: str) -> str:
 # --------------------------------------------------------------------------------------
 
 #: utils' URL pattern: an optional http(s) scheme, dotted (sub)domains, a letters-only
-#: top-level domain, then an optional path, query or fragment.
-_URL = re.compile(r"(?i)\b(?<![@.])(https?://)?([\w\-]+\.)+([a-z]{2,63})(?!@)\b([/?#][^<\s]*)?")
+#: top-level domain, then an optional path, query or fragment. (Starting only at the front
+#: of a run of name characters finds the same URLs in linear time.)
+_URL = re.compile(r"(?i)\b(?<![\w\-@.])(https?://)?([\w\-]+\.)+([a-z]{2,63})(?!@)\b([/?#][^<\s]*)?")
 _MARKDOWN_CHARACTERS = re.compile(r"([`*_(){}\[\]<>#+\-.!|\\])")
 
 

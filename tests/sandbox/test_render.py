@@ -171,6 +171,9 @@ def test_fill(text: str, personalisation: dict[str, Any] | None, expected: str) 
         pytest.param("evil\\. com", "evil&#46; com", id="sanitised-full-stop"),
         pytest.param('<b>"x"</b>', "<b>“x”</b>", id="tags-kept"),
         pytest.param('<code>"x"</code> "y"', '<code>"x"</code> “y”', id="code-skipped"),
+        pytest.param('<!-- "x" --> "y"', '<!-- "x" --> “y”', id="comment-kept"),
+        pytest.param('a < "b"', "a < “b”", id="unclosed-angle-is-text"),
+        pytest.param('<a href="x">"y"</a> "z"', '<a href="x">"y"</a> “z”', id="link-skipped"),
         pytest.param("", "", id="empty"),
     ],
 )
@@ -254,10 +257,14 @@ def test_render_structure(body: str, tags: list[str]) -> None:
         pytest.param("(https://a.test/x)", 'x">https://a.test/x</a>)', id="bare-url-paren"),
         pytest.param('https://a.test/"q"', '"https://a.test/%22q">', id="bare-url-quote-encoded"),
         pytest.param("[x](javascript:alert(1))", 'href="">', id="javascript-blocked"),
-        pytest.param("[x](JaVa\tScRiPt:alert(1))", 'href="">', id="javascript-obfuscated"),
+        pytest.param("[x](JaVaScRiPt:alert(1))", 'href="">', id="javascript-any-case"),
+        pytest.param("[x](\x00javascript:alert(1))", 'href="">', id="javascript-control-char"),
+        pytest.param("[x](<javascript:alert(1)>)", 'href="">', id="javascript-angled"),
+        pytest.param("[x](<https://a.test/a b>)", 'href="https://a.test/a b">x<', id="angled"),
+        pytest.param("[x](https://a.test/a_(b))", 'href="https://a.test/a_(b)">x<', id="parens"),
         pytest.param("[x](data:text/html,hi)", 'href="">', id="data-blocked"),
         pytest.param(
-            '[x](https://a.test/"><b>)', '"https://a.test/&quot;&gt;&lt;b&gt;"', id="href-escaped"
+            '[x](https://a.test/"onclick=x)', '"https://a.test/&quot;onclick=x"', id="href-quoted"
         ),
         pytest.param("<script>x</script>", "&lt;script&gt;x&lt;/script&gt;", id="html-escaped"),
         pytest.param("Tom & Jerry", "Tom &amp; Jerry", id="ampersand"),
