@@ -385,6 +385,10 @@ def _heading(level: int, text: str) -> str:
     return _paragraph(_inline(text))
 
 
+#: How deep inset text and lists may nest (Notify has no limit; this keeps recursion bounded).
+_MAX_NESTING = 40
+
+
 def _is_blank(line: str) -> bool:
     return not line.strip()
 
@@ -392,10 +396,15 @@ def _is_blank(line: str) -> bool:
 class _Blocks:
     """A small block parser for Notify's markdown subset, over a list of lines."""
 
-    def __init__(self, lines: list[str], *, in_list: bool = False, loose: bool = False) -> None:
+    def __init__(
+        self, lines: list[str], *, in_list: bool = False, loose: bool = False, depth: int = 0
+    ) -> None:
         self.lines = lines
         self.in_list = in_list
         self.loose = loose
+        #: Inset text and lists nest only so deep; past that they are plain text.
+        self.can_nest = depth < _MAX_NESTING
+        self.depth = depth
 
     def _setext_at(self, i: int) -> bool:
         return (
@@ -409,8 +418,7 @@ class _Blocks:
         return bool(
             _HRULE.fullmatch(line)
             or (not self.in_list and _HEADING.fullmatch(line))
-            or _QUOTE_START.match(line)
-            or _BULLET.match(line)
+            or (self.can_nest and (_QUOTE_START.match(line) or _BULLET.match(line)))
             or self._setext_at(i)
         )
 
@@ -432,9 +440,9 @@ class _Blocks:
                 level = 1 if lines[i + 1].strip().startswith("=") else 2
                 out.append(_heading(level, line))
                 i += 2
-            elif _QUOTE_START.match(line):
+            elif self.can_nest and _QUOTE_START.match(line):
                 i = self._quote(i, out)
-            elif _BULLET.match(line):
+            elif self.can_nest and _BULLET.match(line):
                 i = self._list(i, out)
             else:
                 end = i + 1
@@ -461,7 +469,8 @@ class _Blocks:
             else:
                 break
         inner = _QUOTE_MARK.sub("", "\n".join(lines[i:end]))
-        out.append(f"{_QUOTE_OPEN}{_Blocks(inner.split(chr(10))).render()}</blockquote>")
+        body = _Blocks(inner.split("\n"), depth=self.depth + 1).render()
+        out.append(f"{_QUOTE_OPEN}{body}</blockquote>")
         return end
 
     def _list(self, i: int, out: list[str]) -> int:
@@ -508,7 +517,9 @@ class _Blocks:
             item = _BULLET_PREFIX.sub("", item, count=1)
             if "\n " in item:
                 item = re.sub(f"^ {{1,{length - len(item)}}}", "", item, flags=re.M)
-            body = _Blocks(item.split("\n"), in_list=True, loose=loose).render()
+            body = _Blocks(
+                item.split("\n"), in_list=True, loose=loose, depth=self.depth + 1
+            ).render()
             rendered.append(f"{_LI_OPEN}{body.strip()}</li>")
         tag_open, tag_close = (_OL_OPEN, "</ol>") if ordered else (_UL_OPEN, "</ul>")
         out.append(f"{_LIST_OPEN}{tag_open}{''.join(rendered)}{tag_close}{_LIST_CLOSE}")

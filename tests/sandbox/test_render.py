@@ -286,6 +286,20 @@ def test_render_content(body: str, fragment: str) -> None:
     assert fragment in render_email_html(body)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("^" * 3000 + " deep", id="inset"),
+        pytest.param("* " * 3000 + "deep", id="list"),
+        pytest.param("".join(" " * i + "* x\n" for i in range(600)), id="indented-list"),
+    ],
+)
+def test_render_deep_nesting_is_bounded(body: str) -> None:
+    html = render_email_html(body)
+    assert html.count("<blockquote") + html.count("<ul") == 40
+    assert "deep" in html or "x" in html
+
+
 def test_render_filled_list_personalisation() -> None:
     body = fill("You need:((items))\n\nThanks", {"items": ["a passport", "a photo"]})
     html = render_email_html(body)
