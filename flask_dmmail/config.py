@@ -221,6 +221,7 @@ KEYS = (
     "DM_MAILCHIMP_BASE_URL",
     "DM_MAILCHIMP_AUDIENCES",
     "DM_NOTIFY_CALLBACK_TOKEN",
+    "DM_NOTIFY_BULK_RATE",
 )
 
 
@@ -250,6 +251,8 @@ class Settings:
     mailchimp_base_url: str | None
     audiences: Mapping[str, str]
     callback_token: str | None = field(repr=False)
+    #: Requests per minute bulk sends may use (below the key's 3,000 to leave headroom).
+    bulk_rate: float = 2700.0
 
     @classmethod
     def from_config(
@@ -308,4 +311,5 @@ class Settings:
             mailchimp_base_url=mc_base.rstrip("/") if isinstance(mc_base, str) else None,
             audiences=_audiences(config),
             callback_token=token,
+            bulk_rate=_number(config, "DM_NOTIFY_BULK_RATE", 2700.0, minimum=1),
         )

@@ -30,16 +30,28 @@ status code and error class as attributes, so callers branch on types, not on te
     │   ├── DailyLimitError           429 TooManyRequestsError  (transient)
     │   ├── NotifyUnavailableError    5xx, timeout, connection  (transient)
     │   └── NotifyProtocolError       a 2xx body that is not JSON
-    └── MailchimpError                Mailchimp answered with an error (see mailchimp.py)
+    ├── MailchimpError                Mailchimp answered with an error (see mailchimp.py)
+    └── BulkError                     a bulk send could not start or did not finish (bulk.py)
+        ├── JournalError              the journal is another run's, in use, or unreadable
+        ├── RecipientsError           the recipients cannot be read (CSV, audience)
+        ├── BulkInterruptedError      stopped by Ctrl-C / SIGTERM; resume with the journal
+        └── BulkAbortedError          stopped because every other email would fail too
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .bulk import BulkReport
 
 __all__ = [
     "ApiKeyNotFoundError",
     "ApiKeyRevokedError",
+    "BulkAbortedError",
+    "BulkError",
+    "BulkInterruptedError",
     "ClockSkewError",
     "ConfigurationError",
     "DMMailError",
@@ -49,6 +61,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidOptionError",
     "InvalidPersonalisationError",
+    "JournalError",
     "MailchimpError",
     "MissingPersonalisationError",
     "NotificationNotFoundError",
@@ -61,6 +74,7 @@ __all__ = [
     "NotifyValidationError",
     "RateLimitError",
     "RecipientNotAllowedError",
+    "RecipientsError",
     "TemplateNotFoundError",
     "UnknownTemplateError",
 ]
@@ -234,3 +248,35 @@ class MailchimpError(DMMailError):
         self.status = status
         self.title = title
         self.detail = detail
+
+
+class BulkError(DMMailError):
+    """A bulk send could not start, or stopped before the end.
+
+    ``report`` is the :class:`~flask_dmmail.bulk.BulkReport` of what was done when the run
+    got that far (None when it never started).
+    """
+
+    def __init__(self, message: str, *, report: BulkReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class JournalError(BulkError):
+    """The journal was made for another template or input, is in use by another run, or
+    is not a flask-dmmail journal."""
+
+
+class RecipientsError(BulkError):
+    """The recipients cannot be read (no email column, a CSV that is not UTF-8, no
+    Mailchimp audience)."""
+
+
+class BulkInterruptedError(BulkError):
+    """The run was stopped (Ctrl-C or SIGTERM) with the journal consistent: run it again
+    with the same journal and input to finish."""
+
+
+class BulkAbortedError(BulkError):
+    """The run stopped because the error (``__cause__``) would fail every other email too:
+    the key or template is wrong, the daily limit is reached, or Notify is not answering."""

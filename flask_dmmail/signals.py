@@ -19,6 +19,7 @@ from blinker import Namespace
 
 __all__ = [
     "audience_unsubscribed",
+    "bulk_finished",
     "campaign_sent",
     "email_failed",
     "email_sent",
@@ -65,4 +66,10 @@ audience_unsubscribed = _signals.signal(
     "audience-unsubscribed",
     doc="""Mailchimp's webhook reported an unsubscribe or a cleaned address. Keywords:
     ``audience`` (list id), ``event`` ("unsubscribe" or "cleaned"), ``reason``, ``to_hash``.""",
+)
+bulk_finished = _signals.signal(
+    "bulk-finished",
+    doc="""A bulk send ended, complete or not (not sent for dry runs). Keyword: ``report``
+    (a :class:`~flask_dmmail.bulk.BulkReport`; ``report.complete`` says whether every
+    recipient was dealt with).""",
 )
