@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from os import PathLike
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
@@ -26,6 +27,8 @@ from .references import AddressHasher, SentReferences
 from .validation import check_personalisation, check_template_name, check_uuid
 
 if TYPE_CHECKING:
+    from .bulk import BulkProgress, BulkReport, RecipientSource
+    from .mailchimp import Audiences
     from .sandbox import Sandbox
 
 __all__ = ["DMMail", "ExtensionError", "Mailer"]
@@ -66,6 +69,12 @@ class Mailer:
             )
         assert api_key is not None  # Settings refuses no key outside sandbox mode
         self.notify = NotifyGateway(api_key, base_url, settings.timeout)
+        self._mailchimp: Audiences | None = None
+        if self.sandbox is not None:
+            from .mailchimp import Audiences
+
+            # The sandbox's Mailchimp side, with every configured audience already there.
+            self._mailchimp = Audiences.from_mailer(self)
 
     def __repr__(self) -> str:
         mode = "sandbox" if self.sandbox is not None else "notify"
@@ -131,15 +140,24 @@ class Mailer:
             raise
         return self.send_prepared(email, allow_resend=allow_resend)
 
-    def send_prepared(self, email: PreparedEmail, *, allow_resend: bool = True) -> SentEmail | None:
-        """Send an email made by :meth:`prepare` (the second half of :meth:`send`)."""
+    def send_prepared(
+        self,
+        email: PreparedEmail,
+        *,
+        allow_resend: bool = True,
+        on_retry: Callable[[NotifyError, int, float], None] | None = None,
+    ) -> SentEmail | None:
+        """Send an email made by :meth:`prepare` (the second half of :meth:`send`).
+
+        ``on_retry(error, attempt, delay)`` is called before each retry (bulk sends use it
+        to slow down on a 429 and to pace retries)."""
         if allow_resend:
-            return self._deliver(email)
+            return self._deliver(email, on_retry)
         with self.sent_references.claim(email.reference):
             if self._already_sent(email):
                 self._skipped(email)
                 return None
-            return self._deliver(email)
+            return self._deliver(email, on_retry)
 
     def _already_sent(self, email: PreparedEmail) -> bool:
         if email.reference in self.sent_references:
@@ -154,7 +172,11 @@ class Mailer:
             return True
         return False
 
-    def _deliver(self, email: PreparedEmail) -> SentEmail:
+    def _deliver(
+        self,
+        email: PreparedEmail,
+        hook: Callable[[NotifyError, int, float], None] | None = None,
+    ) -> SentEmail:
         started = time.perf_counter()
 
         def on_retry(error: NotifyError, attempt: int, delay: float) -> None:
@@ -164,6 +186,8 @@ class Mailer:
                 delay * 1000,
                 extra=self._fields(email, attempt=attempt, error=type(error).__name__),
             )
+            if hook is not None:
+                hook(error, attempt, delay)
 
         try:
             outcome: SendOutcome = post_with_retries(
@@ -230,6 +254,34 @@ class Mailer:
             to_hash=email.to_hash if email else None,
         )
 
+    def send_bulk(
+        self,
+        template: str,
+        recipients: RecipientSource | Iterable[Any],
+        *,
+        journal: str | PathLike[str],
+        rate: float | None = None,
+        burst: int | None = None,
+        concurrency: int | None = None,
+        dry_run: bool = False,
+        progress: Callable[[BulkProgress], None] | None = None,
+    ) -> BulkReport:
+        """Send ``template`` to every recipient exactly once at Notify's rate limit,
+        resumable through ``journal``: see :func:`flask_dmmail.bulk.send_bulk`."""
+        from .bulk import send_bulk
+
+        return send_bulk(
+            self,
+            template,
+            recipients,
+            journal=journal,
+            rate=rate,
+            burst=burst,
+            concurrency=concurrency,
+            dry_run=dry_run,
+            progress=progress,
+        )
+
     # -- reading ---------------------------------------------------------------------------
 
     def preview(
@@ -249,6 +301,18 @@ class Mailer:
     ) -> Iterator[NotificationStatus]:
         """Every email notification of this key's type, newest first, walking every page."""
         return self.notify.notifications(reference=reference, status=status)
+
+    @property
+    def mailchimp(self) -> Audiences:
+        """Mailchimp audiences and campaigns (:class:`~flask_dmmail.mailchimp.Audiences`).
+
+        Raises ConfigurationError when DM_MAILCHIMP_API_KEY is not set outside sandbox mode.
+        """
+        if self._mailchimp is None:
+            from .mailchimp import Audiences
+
+            self._mailchimp = Audiences.from_mailer(self)
+        return self._mailchimp
 
     def close(self) -> None:
         """Stop the embedded sandbox, if any."""
@@ -287,6 +351,10 @@ class DMMail:
             from .webhooks import notify_callbacks_blueprint
 
             app.register_blueprint(notify_callbacks_blueprint())
+        if settings.mailchimp_webhook_token is not None:
+            from .webhooks import mailchimp_webhooks_blueprint
+
+            app.register_blueprint(mailchimp_webhooks_blueprint())
         from .cli import dmmail_cli
 
         app.cli.add_command(dmmail_cli)
@@ -312,3 +380,8 @@ class DMMail:
     def send(self, *args: Any, **kwargs: Any) -> SentEmail | None:
         """:meth:`Mailer.send` on ``current_app``'s Mailer."""
         return self.mailer().send(*args, **kwargs)
+
+    @property
+    def mailchimp(self) -> Audiences:
+        """:attr:`Mailer.mailchimp` of ``current_app``'s Mailer."""
+        return self.mailer().mailchimp
