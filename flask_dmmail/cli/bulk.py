@@ -1,0 +1,272 @@
+"""``flask dmmail bulk-send``: one template to a CSV file or a Mailchimp audience, at
+Notify's rate limit, resumable through a journal. Nothing it prints holds an address or a
+personalisation value."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from ..bulk import (
+    AudienceSource,
+    BulkProgress,
+    BulkReport,
+    CsvSource,
+    RecipientSource,
+    load_personalisation,
+)
+from ..errors import BulkAbortedError, BulkInterruptedError, DMMailError
+
+__all__ = ["register"]
+
+#: Exit status of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+
+def register(group: click.Group) -> None:
+    """Add ``bulk-send`` to the ``dmmail`` group."""
+    group.add_command(bulk_send)
+
+
+class ProgressLine:
+    """A one-line progress bar with rate and ETA, redrawn in place on ``stream``."""
+
+    def __init__(self, stream: IO[str], enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self._drawn = 0.0
+        self._stopping = False
+        self._visible = False
+
+    def __call__(self, progress: BulkProgress) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if progress.stopping and not self._stopping:
+            self._stopping = True
+            self.clear()
+            click.echo(
+                f"Stopping: waiting for {progress.in_flight} sends under way "
+                "(Ctrl-C again to abandon them; they are checked in Notify on resume).",
+                file=self.stream,
+            )
+        if now - self._drawn < 0.2 and progress.done < progress.total:
+            return
+        self._drawn = now
+        share = progress.done / progress.total if progress.total else 1.0
+        bar = "#" * int(share * 30)
+        eta = "--:--" if progress.eta is None else _duration(progress.eta)
+        line = (
+            f"[{bar:<30}] {progress.done}/{progress.total} {share:4.0%}  "
+            f"sent {progress.sent}  skipped {progress.skipped}  failed {progress.failed}  "
+            f"{progress.rate:5.1f}/s  ETA {eta}"
+        )
+        self.stream.write("\r" + line + "\x1b[K")
+        self.stream.flush()
+        self._visible = True
+
+    def clear(self) -> None:
+        """End the bar's line so other output starts on a fresh one."""
+        if self._visible:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._visible = False
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _summary(report: BulkReport, failures: Path | None) -> None:
+    title = "Dry run (nothing sent)" if report.dry_run else "Bulk send"
+    click.echo(f"{title}: template {report.template_id}, {report.total} recipients")
+    if report.dry_run:
+        click.echo(f"  would send:               {report.unsent}")
+    else:
+        click.echo(f"  sent:                     {report.sent} ({report.redirected} redirected)")
+    click.echo(
+        f"  skipped as already sent:  {report.already_sent}"
+        + (f" ({report.found_in_notify} found in Notify)" if report.found_in_notify else "")
+    )
+    if report.duplicates:
+        click.echo(f"  skipped as duplicate rows: {report.duplicates}")
+    click.echo(f"  failed:                   {report.failed}")
+    for error_class, count in report.failed_by_class.items():
+        click.echo(f"    {error_class}: {count}")
+    if not report.dry_run:
+        if report.unsent or report.in_doubt:
+            click.echo(f"  not sent yet:             {report.unsent + report.in_doubt}")
+        click.echo(f"  rate limited (429s):      {report.rate_limited}")
+        click.echo(
+            f"  {report.elapsed:.1f} s, {report.achieved_rate:.1f} emails/s "
+            f"(limit {report.rate:.0f}/min, {report.concurrency} threads)"
+        )
+    if failures is not None:
+        report.write_failures(failures)
+        click.echo(f"Failures by row written to {failures}")
+    elif report.failures:
+        for failure in report.failures[:10]:
+            click.echo(f"  row {failure.row}: {failure.error_class}")
+        if report.failed > 10:
+            click.echo(f"  ... and {report.failed - 10} more: use --failures FILE for all")
+
+
+def _command_line() -> str:
+    """This command line, to run again to resume."""
+    ctx = click.get_current_context()
+    prog = ctx.find_root().info_name or "flask"
+    args = sys.argv[1:]
+    if "bulk-send" not in args:  # not started from a shell (a test runner, say)
+        args = [*ctx.command_path.split()[1:], *_params(ctx.params)]
+    return shlex.join([*prog.split(), *args])
+
+
+def _params(params: dict[str, Any]) -> list[str]:
+    out = [str(params["template"])]
+    for name, value in params.items():
+        if name == "template" or value is None or value is False:
+            continue
+        option = "--" + name.replace("_path", "").replace("_", "-")
+        if value is True:
+            out.append(option)
+        elif isinstance(value, datetime):
+            out += [option, value.isoformat()]
+        else:
+            out += [option, str(value)]
+    return out
+
+
+@click.command("bulk-send")
+@click.argument("template")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV file (UTF-8): an 'email' or 'email address' column and one per placeholder.",
+)
+@click.option(
+    "--audience",
+    metavar="NAME",
+    help="Send to the subscribed members of this Mailchimp audience (DM_MAILCHIMP_AUDIENCES).",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(),
+    help="With --audience: only members who subscribed since this date.",
+)
+@click.option(
+    "--personalisation",
+    "personalisation_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON file of placeholder values for every recipient (CSV columns win).",
+)
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="SQLite file recording each recipient's state; give the same one to resume.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=1),
+    help="Requests per minute (default DM_NOTIFY_BULK_RATE, 2700).",
+)
+@click.option(
+    "--burst",
+    type=click.IntRange(min=1),
+    help="Size of the key's token bucket (default Notify's for the rate).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    help="Sender threads (default: enough for the rate at the measured latency).",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Check every recipient and the journal; send nothing."
+)
+@click.option(
+    "--failures",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write failed rows here as CSV: row, error_class, message (no addresses).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar on stderr (default: when stderr is a terminal).",
+)
+def bulk_send(
+    template: str,
+    csv_path: Path | None,
+    audience: str | None,
+    since: datetime | None,
+    personalisation_path: Path | None,
+    journal: Path,
+    rate: float | None,
+    burst: int | None,
+    concurrency: int | None,
+    dry_run: bool,
+    failures: Path | None,
+    progress: bool | None,
+) -> None:
+    """Send TEMPLATE (a name from DM_NOTIFY_TEMPLATES, or a template id) to every
+    recipient of a CSV file or a Mailchimp audience, each exactly once.
+
+    Emails go at Notify's rate limit from several threads. Each recipient's state is kept
+    in the --journal file: if the run stops (Ctrl-C, a crash, a lost connection), run the
+    same command again and it carries on, sending nothing twice. A recipient that fails is
+    reported by row number and does not stop the run; the exit status is 1 if any failed,
+    130 if the run was interrupted.
+    """
+    from ..extension import DMMail
+
+    if (csv_path is None) == (audience is None):
+        raise click.UsageError("Give exactly one of --csv FILE or --audience NAME.")
+    if since is not None and audience is None:
+        raise click.UsageError("--since goes with --audience.")
+    mailer = DMMail.mailer()
+    try:
+        values = load_personalisation(personalisation_path) if personalisation_path else None
+        source: RecipientSource
+        if csv_path is not None:
+            source = CsvSource(csv_path, values)
+        else:
+            assert audience is not None
+            source = AudienceSource(audience, since=since, personalisation=values)
+        stream = sys.stderr
+        show = stream.isatty() if progress is None else progress
+        bar = ProgressLine(stream, show and not dry_run)
+        try:
+            report = mailer.send_bulk(
+                template,
+                source,
+                journal=journal,
+                rate=rate,
+                burst=burst,
+                concurrency=concurrency,
+                dry_run=dry_run,
+                progress=bar,
+            )
+        finally:
+            bar.clear()
+    except (BulkInterruptedError, BulkAbortedError) as error:
+        if error.report is not None:
+            _summary(error.report, failures)
+        click.echo(f"\n{error.message}", err=True)
+        click.echo("To resume, run the same command again:", err=True)
+        click.echo(f"  {_command_line()}", err=True)
+        click.get_current_context().exit(
+            EXIT_INTERRUPTED if isinstance(error, BulkInterruptedError) else 1
+        )
+    except DMMailError as error:
+        raise click.ClickException(error.message) from None
+    _summary(report, failures)
+    if report.failures:
+        click.get_current_context().exit(1)
