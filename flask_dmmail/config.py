@@ -32,6 +32,7 @@ _NOTIFY_KEY = re.compile(rf"^.+-{_UUID_RE}-{_UUID_RE}$")
 _DOMAIN_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _MAILCHIMP_KEY = re.compile(r"^[0-9a-zA-Z]+-([a-z]+[0-9]+)$")
 _LIST_ID = re.compile(r"^[0-9a-zA-Z]{1,32}$")
+_URL_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,200}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -64,6 +65,13 @@ def _number(config: Mapping[str, Any], key: str, default: float, *, minimum: flo
     if isinstance(value, bool) or not number >= minimum or number != number:
         raise ConfigurationError(key, f"must be a number of at least {minimum}.")
     return number
+
+
+def _whole(config: Mapping[str, Any], key: str, default: int) -> int:
+    number = _number(config, key, default, minimum=0)
+    if number != int(number):
+        raise ConfigurationError(key, "must be a whole number of at least 0.")
+    return int(number)
 
 
 def _mapping(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -204,6 +212,19 @@ def _audiences(config: Mapping[str, Any]) -> Mapping[str, str]:
     return MappingProxyType(checked)
 
 
+def _mailchimp_webhook_token(config: Mapping[str, Any]) -> str | None:
+    key = "DM_MAILCHIMP_WEBHOOK_TOKEN"
+    token = config.get(key) or None
+    if token is not None and (not isinstance(token, str) or not _URL_TOKEN.match(token)):
+        raise ConfigurationError(
+            key,
+            "must be a random string of at least 16 letters, digits, '-' or '_' (it goes in "
+            "the webhook URL you give Mailchimp); e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'.",
+        )
+    return token
+
+
 #: Every key flask-dmmail reads; each is documented in the README's configuration table.
 KEYS = (
     "DM_NOTIFY_KEY",
@@ -220,6 +241,11 @@ KEYS = (
     "DM_MAILCHIMP_API_KEY",
     "DM_MAILCHIMP_BASE_URL",
     "DM_MAILCHIMP_AUDIENCES",
+    "DM_MAILCHIMP_TIMEOUT",
+    "DM_MAILCHIMP_RETRIES",
+    "DM_MAILCHIMP_RETRY_BACKOFF",
+    "DM_MAILCHIMP_WEBHOOK_TOKEN",
+    "DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES",
     "DM_NOTIFY_CALLBACK_TOKEN",
     "DM_NOTIFY_BULK_RATE",
 )
@@ -250,6 +276,11 @@ class Settings:
     mailchimp_api_key: str | None = field(repr=False)
     mailchimp_base_url: str | None
     audiences: Mapping[str, str]
+    mailchimp_timeout: float
+    mailchimp_retries: int
+    mailchimp_retry_backoff: float
+    mailchimp_webhook_token: str | None = field(repr=False)
+    mailchimp_allow_unlisted_audiences: bool
     callback_token: str | None = field(repr=False)
     #: Requests per minute bulk sends may use (below the key's 3,000 to leave headroom).
     bulk_rate: float = 2700.0
@@ -310,6 +341,13 @@ class Settings:
             mailchimp_api_key=_mailchimp_key(config),
             mailchimp_base_url=mc_base.rstrip("/") if isinstance(mc_base, str) else None,
             audiences=_audiences(config),
+            mailchimp_timeout=_number(config, "DM_MAILCHIMP_TIMEOUT", 30.0, minimum=0.1),
+            mailchimp_retries=_whole(config, "DM_MAILCHIMP_RETRIES", 3),
+            mailchimp_retry_backoff=_number(config, "DM_MAILCHIMP_RETRY_BACKOFF", 0.5, minimum=0),
+            mailchimp_webhook_token=_mailchimp_webhook_token(config),
+            mailchimp_allow_unlisted_audiences=bool(
+                _bool(config, "DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES", False)
+            ),
             callback_token=token,
             bulk_rate=_number(config, "DM_NOTIFY_BULK_RATE", 2700.0, minimum=1),
         )

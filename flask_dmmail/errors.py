@@ -40,7 +40,7 @@ status code and error class as attributes, so callers branch on types, not on te
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -52,17 +52,30 @@ __all__ = [
     "BulkAbortedError",
     "BulkError",
     "BulkInterruptedError",
+    "CampaignError",
     "ClockSkewError",
     "ConfigurationError",
     "DMMailError",
     "DailyLimitError",
+    "ForgottenMemberError",
     "InvalidAttachmentError",
     "InvalidEmailAddressError",
     "InvalidInputError",
+    "InvalidMemberAddressError",
     "InvalidOptionError",
     "InvalidPersonalisationError",
     "JournalError",
+    "MailchimpAuthError",
+    "MailchimpBadRequestError",
     "MailchimpError",
+    "MailchimpForbiddenError",
+    "MailchimpNotFoundError",
+    "MailchimpProtocolError",
+    "MailchimpRateLimitError",
+    "MailchimpUnavailableError",
+    "MailchimpValidationError",
+    "MemberComplianceError",
+    "MemberExistsError",
     "MissingPersonalisationError",
     "NotificationNotFoundError",
     "NotifyAuthError",
@@ -76,7 +89,9 @@ __all__ = [
     "RecipientNotAllowedError",
     "RecipientsError",
     "TemplateNotFoundError",
+    "UnknownAudienceError",
     "UnknownTemplateError",
+    "UnlistedAudienceError",
 ]
 
 
@@ -229,11 +244,37 @@ class NotifyProtocolError(NotifyError):
     """Notify answered 2xx with a body that is not JSON."""
 
 
+class UnknownAudienceError(InvalidInputError):
+    """The audience is neither a name in DM_MAILCHIMP_AUDIENCES nor a Mailchimp list id."""
+
+
+class UnlistedAudienceError(InvalidInputError):
+    """A campaign was refused before any network call: outside production only the audiences
+    in this environment's DM_MAILCHIMP_AUDIENCES may get campaigns (see
+    DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES)."""
+
+
 class MailchimpError(DMMailError):
     """Mailchimp refused the request, or could not be reached.
 
     ``status`` is the HTTP status (None when there was no response), ``title`` and
-    ``detail`` are Mailchimp's problem-detail fields with any address removed.
+    ``detail`` are Mailchimp's problem-detail fields and ``errors`` its per-field errors
+    (``{"field", "message"}``), all with any address removed::
+
+        MailchimpError
+        ├── MailchimpAuthError          401; 403 User Disabled / Wrong Datacenter
+        ├── MailchimpForbiddenError     other 403s (e.g. the plan's audience limit)
+        ├── MailchimpNotFoundError      404: no such audience, member or campaign
+        ├── MailchimpBadRequestError    other 4xx (400 Bad Request, 405, ...)
+        │   ├── MemberExistsError       400 Member Exists
+        │   ├── MemberComplianceError   400 Member In Compliance State
+        │   ├── ForgottenMemberError    400 Forgotten Email Not Subscribed
+        │   └── MailchimpValidationError  400 Invalid Resource (``errors``)
+        │       └── InvalidMemberAddressError  "looks fake or invalid", bad syntax
+        ├── MailchimpRateLimitError     429: 10 connections per key (transient)
+        ├── MailchimpUnavailableError   5xx, timeout, no connection (transient)
+        ├── MailchimpProtocolError      an answer that is not what the API documents
+        └── CampaignError               send_campaign failed at ``step``
     """
 
     def __init__(
@@ -243,11 +284,94 @@ class MailchimpError(DMMailError):
         status: int | None = None,
         title: str | None = None,
         detail: str | None = None,
+        errors: Sequence[Mapping[str, str]] = (),
     ) -> None:
         super().__init__(message)
         self.status = status
         self.title = title
         self.detail = detail
+        self.errors = tuple(dict(error) for error in errors)
+
+
+class MailchimpAuthError(MailchimpError):
+    """Mailchimp did not accept the API key (check DM_MAILCHIMP_API_KEY)."""
+
+
+class MailchimpForbiddenError(MailchimpError):
+    """The account may not do this (403), e.g. its plan allows no more audiences."""
+
+
+class MailchimpNotFoundError(MailchimpError):
+    """No such audience, member or campaign (404)."""
+
+
+class MailchimpBadRequestError(MailchimpError):
+    """Mailchimp refused the request (a 4xx without a more precise class)."""
+
+
+class MemberExistsError(MailchimpBadRequestError):
+    """The address is already a member of the audience (400 Member Exists)."""
+
+
+class MemberComplianceError(MailchimpBadRequestError):
+    """The person unsubscribed, bounced or is under review: Mailchimp will not subscribe
+    them through the API (400 Member In Compliance State)."""
+
+
+class ForgottenMemberError(MailchimpBadRequestError):
+    """The address was permanently deleted; the person must re-subscribe through a signup
+    form (400 Forgotten Email Not Subscribed)."""
+
+
+class MailchimpValidationError(MailchimpBadRequestError):
+    """Mailchimp's validation refused the body (400 Invalid Resource); see ``errors``."""
+
+
+class InvalidMemberAddressError(MailchimpValidationError):
+    """Mailchimp refused the address as fake, invalid or not a real address."""
+
+
+class MailchimpRateLimitError(MailchimpError):
+    """More than 10 requests were in flight for the API key (429)."""
+
+    transient = True
+
+
+class MailchimpUnavailableError(MailchimpError):
+    """Mailchimp failed (5xx), did not answer in time, or could not be reached."""
+
+    transient = True
+
+
+class MailchimpProtocolError(MailchimpError):
+    """Mailchimp answered with something the API does not document (no JSON, no id)."""
+
+
+class CampaignError(MailchimpError):
+    """``send_campaign`` failed. ``step`` is ``"create"``, ``"content"`` or ``"send"``,
+    ``campaign_id`` the draft it made (None before one existed), ``draft_deleted`` whether
+    that draft was deleted again, and ``checklist`` Mailchimp's unmet send-checklist items.
+    The Mailchimp error is the ``__cause__``; status, title and detail are copied from it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step: str,
+        campaign_id: str | None,
+        draft_deleted: bool,
+        checklist: Sequence[str] = (),
+        status: int | None = None,
+        title: str | None = None,
+        detail: str | None = None,
+        transient: bool = False,
+    ) -> None:
+        super().__init__(message, status=status, title=title, detail=detail)
+        self.step = step
+        self.campaign_id = campaign_id
+        self.draft_deleted = draft_deleted
+        self.checklist = tuple(checklist)
+        self.transient = transient
 
 
 class BulkError(DMMailError):

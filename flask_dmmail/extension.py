@@ -28,6 +28,7 @@ from .validation import check_personalisation, check_template_name, check_uuid
 
 if TYPE_CHECKING:
     from .bulk import BulkProgress, BulkReport, RecipientSource
+    from .mailchimp import Audiences
     from .sandbox import Sandbox
 
 __all__ = ["DMMail", "ExtensionError", "Mailer"]
@@ -68,6 +69,12 @@ class Mailer:
             )
         assert api_key is not None  # Settings refuses no key outside sandbox mode
         self.notify = NotifyGateway(api_key, base_url, settings.timeout)
+        self._mailchimp: Audiences | None = None
+        if self.sandbox is not None:
+            from .mailchimp import Audiences
+
+            # The sandbox's Mailchimp side, with every configured audience already there.
+            self._mailchimp = Audiences.from_mailer(self)
 
     def __repr__(self) -> str:
         mode = "sandbox" if self.sandbox is not None else "notify"
@@ -295,6 +302,18 @@ class Mailer:
         """Every email notification of this key's type, newest first, walking every page."""
         return self.notify.notifications(reference=reference, status=status)
 
+    @property
+    def mailchimp(self) -> Audiences:
+        """Mailchimp audiences and campaigns (:class:`~flask_dmmail.mailchimp.Audiences`).
+
+        Raises ConfigurationError when DM_MAILCHIMP_API_KEY is not set outside sandbox mode.
+        """
+        if self._mailchimp is None:
+            from .mailchimp import Audiences
+
+            self._mailchimp = Audiences.from_mailer(self)
+        return self._mailchimp
+
     def close(self) -> None:
         """Stop the embedded sandbox, if any."""
         if self.sandbox is not None:
@@ -332,6 +351,10 @@ class DMMail:
             from .webhooks import notify_callbacks_blueprint
 
             app.register_blueprint(notify_callbacks_blueprint())
+        if settings.mailchimp_webhook_token is not None:
+            from .webhooks import mailchimp_webhooks_blueprint
+
+            app.register_blueprint(mailchimp_webhooks_blueprint())
         from .cli import dmmail_cli
 
         app.cli.add_command(dmmail_cli)
@@ -357,3 +380,8 @@ class DMMail:
     def send(self, *args: Any, **kwargs: Any) -> SentEmail | None:
         """:meth:`Mailer.send` on ``current_app``'s Mailer."""
         return self.mailer().send(*args, **kwargs)
+
+    @property
+    def mailchimp(self) -> Audiences:
+        """:attr:`Mailer.mailchimp` of ``current_app``'s Mailer."""
+        return self.mailer().mailchimp

@@ -52,20 +52,29 @@ email_status_changed = _signals.signal(
 )
 mailchimp_subscribed = _signals.signal(
     "mailchimp-subscribed",
-    doc="""A subscribe call finished. Keywords: ``audience`` (list id), ``result``.""",
+    doc="""A subscribe finished (``subscribe``, and once per address in ``subscribe_many``),
+    whatever the outcome. Keywords: ``audience`` (list id), ``result`` (a SubscribeResult:
+    ``outcome``, Mailchimp's ``member_status``, ``to_hash``; no address), ``to_hash``.""",
 )
 campaign_sent = _signals.signal(
     "campaign-sent",
-    doc="""A Mailchimp campaign was sent. Keywords: ``audience``, ``campaign_id``, ``title``.""",
+    doc="""A Mailchimp campaign was sent by ``send_campaign`` (not when it found one with the
+    same title already sent). Keywords: ``audience`` (list id), ``campaign_id``, ``title``,
+    ``result`` (a CampaignResult).""",
 )
 mailchimp_failed = _signals.signal(
     "mailchimp-failed",
-    doc="""A Mailchimp call failed. Keywords: ``error`` (a MailchimpError), ``operation``.""",
+    doc="""A Mailchimp call failed. Keywords: ``error`` (a MailchimpError), ``operation``
+    (``"subscribe"``, ``"members"``, ``"send_campaign"``, ...), ``audience`` (list id or
+    None) and ``to_hash`` (None when no one address was involved).""",
 )
 audience_unsubscribed = _signals.signal(
     "audience-unsubscribed",
     doc="""Mailchimp's webhook reported an unsubscribe or a cleaned address. Keywords:
-    ``audience`` (list id), ``event`` ("unsubscribe" or "cleaned"), ``reason``, ``to_hash``.""",
+    ``audience`` (list id), ``audience_name`` (its DM_MAILCHIMP_AUDIENCES name or None),
+    ``event`` ("unsubscribe" or "cleaned"), ``reason`` (manual|abuse, hard|abuse),
+    ``action`` (unsub|delete, None for cleaned), ``campaign_id`` (or None), ``fired_at``
+    and ``to_hash``.""",
 )
 bulk_finished = _signals.signal(
     "bulk-finished",

@@ -1,4 +1,4 @@
-"""Webhooks: GOV.UK Notify's delivery receipts (and, later, Mailchimp's audience events).
+"""Webhooks: GOV.UK Notify's delivery receipts and Mailchimp's audience events.
 
 Notify delivery receipts
 ------------------------
@@ -20,10 +20,31 @@ answers those requests:
 ``init_app`` mounts it at ``/_dmmail/callbacks/notify`` when ``DM_NOTIFY_CALLBACK_TOKEN``
 is set. Notify retries a receipt whose POST failed with a 5xx, a 429 or no answer, so
 receivers should be idempotent (the same ``notification_id`` and ``status`` may come twice).
+
+Mailchimp audience events
+-------------------------
+
+Mailchimp has no signature on its webhooks, so the secret is in the URL:
+:func:`mailchimp_webhooks_blueprint` answers ``/_dmmail/callbacks/mailchimp/<token>``, and
+``init_app`` mounts it when ``DM_MAILCHIMP_WEBHOOK_TOKEN`` is set. Give Mailchimp
+``https://<app>/_dmmail/callbacks/mailchimp/<DM_MAILCHIMP_WEBHOOK_TOKEN>`` (or call
+``mailchimp.add_webhook(audience, url)``).
+
+1. the token is compared in constant time; a wrong one gets a plain 404 (the token is never
+   echoed or logged) and so does every request when no token is configured;
+2. ``GET`` answers 200: Mailchimp checks the URL with a GET when the webhook is created;
+3. ``POST`` bodies are Mailchimp's form fields (``type``, ``fired_at``, ``data[list_id]``,
+   ``data[email]``, ``data[reason]``, ``data[action]``, ``data[campaign_id]``...). For
+   ``type=unsubscribe`` and ``type=cleaned``
+   :data:`~flask_dmmail.signals.audience_unsubscribed` fires (the address only as the Mailer's
+   ``to_hash``) and the answer is 200; other event types are answered 200 and ignored (a
+   failing webhook is retried, then disabled, by Mailchimp); an event without
+   ``data[list_id]`` or ``data[email]`` gets 400.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -40,10 +61,13 @@ from . import signals
 from .notify import FAILED_STATUSES
 
 __all__ = [
+    "MAILCHIMP_WEBHOOKS_BLUEPRINT",
+    "MAILCHIMP_WEBHOOKS_PATH",
     "NOTIFY_CALLBACKS_BLUEPRINT",
     "NOTIFY_CALLBACKS_PATH",
     "DeliveryReceipt",
     "InvalidReceipt",
+    "mailchimp_webhooks_blueprint",
     "notify_callbacks_blueprint",
     "parse_delivery_receipt",
 ]
@@ -250,4 +274,108 @@ def notify_callbacks_blueprint(name: str = NOTIFY_CALLBACKS_BLUEPRINT) -> Bluepr
     """
     blueprint = Blueprint(name, __name__, url_prefix=NOTIFY_CALLBACKS_PATH)
     blueprint.add_url_rule("", "receipt", _receipt, methods=["POST"])
+    return blueprint
+
+
+# --------------------------------------------------------------------------- Mailchimp
+
+#: Where ``init_app`` mounts Mailchimp's webhook when a webhook token is set.
+MAILCHIMP_WEBHOOKS_PATH = "/_dmmail/callbacks/mailchimp"
+#: The blueprint's default name (its endpoint is ``<name>.event``).
+MAILCHIMP_WEBHOOKS_BLUEPRINT = "dmmail_mailchimp_webhooks"
+_MAILCHIMP_EVENTS = frozenset({"unsubscribe", "cleaned"})
+
+
+def _token_matches(given: str, expected: str | None) -> bool:
+    """Constant-time comparison (of digests, so the length does not show either)."""
+    if expected is None:
+        return False
+    return hmac.compare_digest(
+        hashlib.sha256(given.encode("utf-8")).digest(),
+        hashlib.sha256(expected.encode("utf-8")).digest(),
+    )
+
+
+def _plain(status: int, text: str) -> Response:
+    return Response(text + "\n", status=status, mimetype="text/plain")
+
+
+def _mailchimp_event(token: str) -> Response:
+    from .extension import EXTENSION_KEY, Mailer
+
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    mailer = app.extensions.get(EXTENSION_KEY)
+    expected = mailer.settings.mailchimp_webhook_token if isinstance(mailer, Mailer) else None
+    if not _token_matches(token, expected):
+        logger.warning(
+            "Mailchimp webhook refused: wrong token or DM_MAILCHIMP_WEBHOOK_TOKEN not set",
+            extra={"callback": "mailchimp", "http_status": 404},
+        )
+        return _plain(404, "Not Found")
+    assert isinstance(mailer, Mailer)
+    if request.method == "GET":
+        return _plain(200, "OK")  # Mailchimp's check of the URL
+    form = request.form
+    event = form.get("type", "")
+    if event not in _MAILCHIMP_EVENTS:
+        logger.info(
+            "Mailchimp webhook event %r ignored",
+            event[:40],
+            extra={"callback": "mailchimp", "event": event[:40]},
+        )
+        return _plain(200, "OK")
+    list_id = form.get("data[list_id]", "").strip()
+    email = form.get("data[email]", "").strip()
+    if not list_id or not email:
+        logger.warning(
+            "Mailchimp webhook %s refused: no data[list_id] or data[email]",
+            event,
+            extra={"callback": "mailchimp", "event": event, "http_status": 400},
+        )
+        return _plain(400, "data[list_id] and data[email] are required")
+    to_hash = mailer.hasher.hash_address(email)
+    audience_name = next(
+        (name for name, value in mailer.settings.audiences.items() if value == list_id), None
+    )
+    reason = form.get("data[reason]") or None
+    action = form.get("data[action]") or None if event == "unsubscribe" else None
+    campaign_id = form.get("data[campaign_id]") or None
+    logger.info(
+        "Mailchimp webhook: %s from audience %s",
+        event,
+        list_id,
+        extra={
+            "callback": "mailchimp",
+            "event": event,
+            "list_id": list_id,
+            "audience_name": audience_name,
+            "reason": reason,
+            "action": action,
+            "campaign_id": campaign_id,
+            "to_hash": to_hash,
+        },
+    )
+    signals.audience_unsubscribed.send(
+        app,
+        audience=list_id,
+        audience_name=audience_name,
+        event=event,
+        reason=reason,
+        action=action,
+        campaign_id=campaign_id,
+        fired_at=form.get("fired_at") or None,
+        to_hash=to_hash,
+    )
+    return _plain(200, "OK")
+
+
+def mailchimp_webhooks_blueprint(name: str = MAILCHIMP_WEBHOOKS_BLUEPRINT) -> Blueprint:
+    """A blueprint answering ``GET`` and ``POST`` at ``<url_prefix>/<token>`` (by default
+    ``/_dmmail/callbacks/mailchimp/<token>``) for Mailchimp's unsubscribe and cleaned events.
+
+    ``init_app`` registers it when ``DM_MAILCHIMP_WEBHOOK_TOKEN`` is set; the token always
+    comes from that key. If the app uses CSRF protection, exempt this blueprint.
+    """
+    blueprint = Blueprint(name, __name__, url_prefix=MAILCHIMP_WEBHOOKS_PATH)
+    blueprint.add_url_rule("/<token>", "event", _mailchimp_event, methods=["GET", "POST"])
     return blueprint

@@ -1,0 +1,1669 @@
+"""Mailchimp audiences and campaigns, through the official ``mailchimp-marketing`` client.
+
+``app.extensions["dmmail"].mailchimp`` (or ``DMMail.mailchimp`` on ``current_app``) is an
+:class:`Audiences`. An *audience* argument is a name from ``DM_MAILCHIMP_AUDIENCES`` or a
+Mailchimp list id (10 hex digits, or any id the config lists)::
+
+    mc = app.extensions["dmmail"].mailchimp
+    result = mc.subscribe("open_framework_notifications", address)
+    if result.outcome is SubscribeOutcome.UNSUBSCRIBED:
+        ...  # they opted out: point them to the signup form
+
+What this module does about the client's quirks (see the reference notes):
+
+* the client's host is fixed and it rewrites ``"server"`` anywhere in the URL, so the host is
+  set on ``client.api_client.host`` after construction and the client's ``server`` is set to
+  ``"server"``, which makes that rewrite a no-op for any host;
+* ``ApiClientError.text`` is a raw JSON string (or a requests exception when there was no
+  answer, ``status_code=None``); an empty or non-JSON body makes the client *return* the
+  ``requests.Response``, even for an error, so every call is checked for that;
+* ``fields`` always goes as a list (a string is joined character by character);
+* the client has no Session and no retries: timeouts, dropped connections, 5xx and 429 are
+  retried here with exponential backoff and full jitter (``DM_MAILCHIMP_RETRIES``), except
+  for the POSTs that would create a second audience or campaign;
+* Mailchimp allows 10 connections per API key: a semaphore per key, shared by every thread
+  and every :class:`Audiences` of this process, keeps at most 10 requests in flight;
+* each thread gets its own client object (the client mutates its config on every call).
+
+Nothing here logs or raises with an address in it: Mailchimp puts the address in its error
+details, so details are scrubbed, and logs and signals carry the Mailer's keyed ``to_hash``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import logging
+import random
+import re
+import threading
+import time
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from functools import partial
+from heapq import merge
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import mailchimp_marketing
+import requests
+from mailchimp_marketing.api_client import ApiClientError
+
+from . import signals
+from .config import DEFAULT_MAILCHIMP_BASE_URL
+from .errors import (
+    CampaignError,
+    ConfigurationError,
+    ForgottenMemberError,
+    InvalidEmailAddressError,
+    InvalidInputError,
+    InvalidMemberAddressError,
+    MailchimpAuthError,
+    MailchimpBadRequestError,
+    MailchimpError,
+    MailchimpForbiddenError,
+    MailchimpNotFoundError,
+    MailchimpProtocolError,
+    MailchimpRateLimitError,
+    MailchimpUnavailableError,
+    MailchimpValidationError,
+    MemberComplianceError,
+    MemberExistsError,
+    UnknownAudienceError,
+    UnlistedAudienceError,
+)
+from .references import AddressHasher
+from .validation import check_email_address
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .extension import Mailer
+
+__all__ = [
+    "BATCH_SIZE",
+    "DEFAULT_MEMBER_FIELDS",
+    "MAX_CONNECTIONS",
+    "PAGE_SIZE",
+    "AudienceRef",
+    "Audiences",
+    "BulkItem",
+    "BulkSubscribeResult",
+    "CampaignResult",
+    "ForgetResult",
+    "Member",
+    "SubscribeOutcome",
+    "SubscribeResult",
+    "scrub",
+    "subscriber_hash",
+]
+
+logger = logging.getLogger("flask_dmmail")
+
+#: Requests one API key may have in flight (Mailchimp answers 429 past it).
+MAX_CONNECTIONS: Final = 10
+#: Members per page when walking an audience (Mailchimp's maximum).
+PAGE_SIZE: Final = 1000
+#: Members per call of the batch member endpoint (Mailchimp's maximum).
+BATCH_SIZE: Final = 500
+#: What :meth:`Audiences.members` asks for unless told otherwise.
+DEFAULT_MEMBER_FIELDS: Final = ("email_address", "status", "timestamp_opt", "last_changed")
+MEMBER_STATUSES: Final = (
+    "subscribed",
+    "unsubscribed",
+    "cleaned",
+    "pending",
+    "transactional",
+    "archived",
+)
+_REQUIRED_FIELDS: Final = ("email_address", "status", "last_changed")
+_FIELD_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+_HEX_LIST_ID = re.compile(r"^[0-9a-f]{10}$")
+_EMAIL_LIKE = re.compile(r"[^\s<>\"'(),;:\[\]]+@[^\s<>\"'(),;:\[\]]+")
+_BACKOFF_CAP = 30.0
+_BATCH_TIMEOUT = 120.0
+_LOOKUP_THREADS = 8
+_OVERLAP = 16
+_SENT_STATUSES = frozenset({"sending", "sent", "schedule"})
+_DRAFT_STATUSES = frozenset({"save", "paused"})
+_T = TypeVar("_T")
+
+
+def subscriber_hash(email: str) -> str:
+    """Mailchimp's id of a member: md5 of the lower-cased address (not a secret: never log it)."""
+    return hashlib.md5(email.lower().encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def scrub(text: str, known: Iterable[str] = ()) -> str:
+    """``text`` with ``known`` addresses and anything that looks like an address replaced
+    by ``<address>`` (Mailchimp's error details quote the address)."""
+    for address in known:
+        if address:
+            text = re.sub(re.escape(address), "<address>", text, flags=re.IGNORECASE)
+    return _EMAIL_LIKE.sub("<address>", text)
+
+
+# --------------------------------------------------------------------------- results
+
+
+class SubscribeOutcome(enum.StrEnum):
+    """What became of one address."""
+
+    #: Now subscribed (it was new, archived or transactional).
+    SUBSCRIBED = "subscribed"
+    #: Was subscribed already, or pending (waiting for their double opt-in confirmation).
+    ALREADY_SUBSCRIBED = "already subscribed"
+    #: The person unsubscribed (or their address bounced: ``member_status == "cleaned"``).
+    #: Mailchimp will not re-subscribe them through the API: send them to the signup form.
+    UNSUBSCRIBED = "unsubscribed"
+    #: The address was permanently deleted; only a signup form can bring it back.
+    DELETED = "deleted"
+    #: The address is not valid, or Mailchimp says it looks fake.
+    INVALID_ADDRESS = "invalid address"
+    #: Mailchimp refused this one address for another reason (``subscribe_many`` only;
+    #: ``subscribe`` raises a MailchimpError instead).
+    FAILED = "failed"
+
+
+_ON_LIST = frozenset({SubscribeOutcome.SUBSCRIBED, SubscribeOutcome.ALREADY_SUBSCRIBED})
+
+
+@dataclass(frozen=True)
+class SubscribeResult:
+    """The outcome of one subscribe. ``member_status`` is Mailchimp's own status of the
+    member after the call (``subscribed``, ``pending``, ``unsubscribed``, ``cleaned``...;
+    None when there is no member), never one made up here. ``detail`` says why, for the
+    outcomes that are not a subscription, without the address."""
+
+    outcome: SubscribeOutcome
+    list_id: str
+    to_hash: str
+    member_status: str | None
+    unique_email_id: str | None = None
+    detail: str | None = None
+
+    @property
+    def on_list(self) -> bool:
+        """True for ``subscribed`` and ``already subscribed``."""
+        return self.outcome in _ON_LIST
+
+
+@dataclass(frozen=True)
+class BulkItem:
+    """One address of a :meth:`Audiences.subscribe_many` call (the address stays out of
+    ``repr``)."""
+
+    email: str = field(repr=False)
+    outcome: SubscribeOutcome
+    member_status: str | None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class BulkSubscribeResult:
+    """Every address's outcome, in input order (duplicates, compared case-insensitively,
+    are reported once), and the counts per outcome."""
+
+    list_id: str
+    items: tuple[BulkItem, ...] = field(repr=False)
+    counts: Mapping[SubscribeOutcome, int]
+
+    @property
+    def total(self) -> int:
+        return len(self.items)
+
+    @property
+    def failed(self) -> int:
+        """Addresses that were refused (``failed`` and ``invalid address``)."""
+        return self.counts[SubscribeOutcome.FAILED] + self.counts[SubscribeOutcome.INVALID_ADDRESS]
+
+    @property
+    def ok(self) -> bool:
+        """True when no address was refused (opt-outs and deletions are not refusals)."""
+        return self.failed == 0
+
+    def outcome_of(self, email: str) -> SubscribeOutcome:
+        """The outcome for ``email`` (KeyError if it was not in the call)."""
+        wanted = email.strip().lower()
+        for item in self.items:
+            if item.email.lower() == wanted:
+                return item.outcome
+        raise KeyError("that address was not part of this call")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of an audience. ``fields`` holds every field that was asked for, as
+    Mailchimp returned it (dotted names like ``merge_fields.FNAME`` stay nested)."""
+
+    email_address: str = field(repr=False)
+    status: str
+    last_changed: str
+    fields: Mapping[str, Any] = field(repr=False)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """A field by (dotted) name, e.g. ``member.get("merge_fields.FNAME")``."""
+        value: Any = self.fields
+        for part in name.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                return default
+            value = value[part]
+        return value
+
+
+@dataclass(frozen=True)
+class AudienceRef:
+    """An audience: its list id and name."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class CampaignResult:
+    """A campaign :meth:`Audiences.send_campaign` sent, or found already sent.
+
+    ``already_sent`` is True when a campaign with the same title had already been sent (or
+    scheduled, or was being sent by another process) to the audience: that one is
+    described and nothing new was sent."""
+
+    campaign_id: str
+    list_id: str
+    title: str
+    status: str
+    emails_sent: int
+    recipient_count: int
+    already_sent: bool
+    web_id: int | None = None
+    archive_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    """The audiences (list ids) an address was permanently deleted from, and those where
+    Mailchimp had no such member (a 404 counts as done)."""
+
+    deleted: tuple[str, ...]
+    not_found: tuple[str, ...]
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return self.deleted + self.not_found
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _problem(text: Any) -> dict[str, Any]:
+    if isinstance(text, dict):
+        return text
+    if isinstance(text, str | bytes):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+    return {}
+
+
+def map_error(
+    status: int | None,
+    problem: Mapping[str, Any],
+    *,
+    cause: object = None,
+    known: Iterable[str] = (),
+) -> MailchimpError:
+    """The typed error for a Mailchimp answer (``status`` None: there was no answer)."""
+    known = tuple(known)
+    if status is None:
+        if isinstance(cause, requests.Timeout):
+            what = "did not answer in time"
+        else:
+            what = "could not be reached"
+        return MailchimpUnavailableError(
+            f"Mailchimp {what} ({type(cause).__name__}); try again later.", status=None
+        )
+    title = str(problem.get("title") or "").strip() or None
+    raw_detail = str(problem.get("detail") or "")
+    detail = scrub(raw_detail, known).strip() or None
+    errors = [
+        {
+            "field": scrub(str(e.get("field") or ""), known),
+            "message": scrub(str(e.get("message") or ""), known),
+        }
+        for e in problem.get("errors") or ()
+        if isinstance(e, Mapping)
+    ]
+    cls: type[MailchimpError]
+    if status == 400 and title == "Member Exists":
+        cls = MemberExistsError
+    elif status == 400 and title == "Member In Compliance State":
+        cls = MemberComplianceError
+    elif status == 400 and title == "Forgotten Email Not Subscribed":
+        cls = ForgottenMemberError
+    elif status == 400 and title == "Invalid Resource":
+        lowered = raw_detail.lower()
+        if "looks fake or invalid" in lowered or "provide a valid email address" in lowered:
+            cls = InvalidMemberAddressError
+        else:
+            cls = MailchimpValidationError
+    elif status == 401 or (
+        status == 403 and title in ("User Disabled", "Wrong Datacenter", "API Key Invalid")
+    ):
+        cls = MailchimpAuthError
+    elif status == 403:
+        cls = MailchimpForbiddenError
+    elif status == 404:
+        cls = MailchimpNotFoundError
+    elif status == 429:
+        cls = MailchimpRateLimitError
+    elif status >= 500:
+        cls = MailchimpUnavailableError
+    elif 400 <= status < 500:
+        cls = MailchimpBadRequestError
+    else:
+        cls = MailchimpProtocolError
+    heading = f"{status} {title}" if title else str(status)
+    message = f"Mailchimp refused the request ({heading})"
+    if detail:
+        message += f": {detail}"
+    if errors:
+        message += " [" + "; ".join(f"{e['field'] or '-'}: {e['message']}" for e in errors) + "]"
+    if cls is MailchimpAuthError:
+        message += " Check DM_MAILCHIMP_API_KEY (and DM_MAILCHIMP_BASE_URL)."
+    elif cls is MailchimpRateLimitError:
+        message += " Too many requests in flight for this API key; try again shortly."
+    return cls(message, status=status, title=title, detail=detail, errors=errors)
+
+
+def _from_response(response: requests.Response, known: Iterable[str]) -> MailchimpError:
+    try:
+        problem = _problem(response.text)
+    except Exception:  # an undecodable body
+        problem = {}
+    if not problem.get("title") and response.reason:
+        problem = {**problem, "title": response.reason}
+    return map_error(response.status_code, problem, known=known)
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+_SLOTS: dict[str, threading.BoundedSemaphore] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def _slots_for(api_key: str) -> threading.BoundedSemaphore:
+    """The process-wide semaphore of one API key (keyed by a hash: keys are not kept)."""
+    name = hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+    with _SLOTS_LOCK:
+        slots = _SLOTS.get(name)
+        if slots is None:
+            slots = _SLOTS[name] = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        return slots
+
+
+class _Fingerprints:
+    """An exact set of members seen, 8 bytes each: sorted ``array('Q')`` runs merged like a
+    binary counter, plus a small unsorted buffer. 100,000 members take 0.8 MB."""
+
+    _BUFFER = 4096
+
+    def __init__(self) -> None:
+        self._runs: list[array[int]] = []
+        self._buffer: set[int] = set()
+
+    @staticmethod
+    def of(email: str) -> int:
+        digest = hashlib.md5(email.lower().encode("utf-8"), usedforsecurity=False).digest()
+        return int.from_bytes(digest[:8], "big")
+
+    def __contains__(self, fingerprint: int) -> bool:
+        if fingerprint in self._buffer:
+            return True
+        for run in self._runs:
+            i = bisect_left(run, fingerprint)
+            if i < len(run) and run[i] == fingerprint:
+                return True
+        return False
+
+    def add(self, fingerprint: int) -> None:
+        self._buffer.add(fingerprint)
+        if len(self._buffer) >= self._BUFFER:
+            run = array("Q", sorted(self._buffer))
+            self._buffer = set()
+            while self._runs and len(self._runs[-1]) <= len(run):
+                run = array("Q", merge(self._runs.pop(), run))
+            self._runs.append(run)
+
+    def __len__(self) -> int:
+        return len(self._buffer) + sum(len(run) for run in self._runs)
+
+
+def _iso(value: object, what: str) -> str:
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    if isinstance(value, date):
+        return f"{value.isoformat()}T00:00:00+00:00"
+    if isinstance(value, str):
+        try:
+            return _iso(datetime.fromisoformat(value.strip().replace("Z", "+00:00")), what)
+        except ValueError:
+            pass
+    raise InvalidInputError(
+        f"{what} must be a datetime, a date or an ISO 8601 string such as "
+        "2024-05-01T09:00:00+00:00."
+    )
+
+
+def _text(value: object, what: str, *, limit: int = 1000) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{what} must be a non-empty string.")
+    if len(value) > limit:
+        raise InvalidInputError(f"{what} must be at most {limit} characters.")
+    return value.strip()
+
+
+def _address(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidEmailAddressError(f"The address must be a string, not {type(value).__name__}.")
+    return value.strip()
+
+
+def _valid(address: str) -> bool:
+    try:
+        check_email_address(address)
+    except InvalidEmailAddressError:
+        return False
+    return True
+
+
+def _merge_fields(value: object) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and k and isinstance(v, str | int | float | dict)
+        for k, v in value.items()
+    ):
+        raise InvalidInputError(
+            "merge_fields must map merge tags (such as 'FNAME') to strings or numbers."
+        )
+    return dict(value)
+
+
+def _tags(value: object) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise InvalidInputError("tags must be a list of tag names, such as ['dos7'].")
+    tags = list(value)
+    if not all(isinstance(t, str) and t.strip() and len(t) <= 100 for t in tags):
+        raise InvalidInputError("every tag must be a non-empty string of at most 100 characters.")
+    return [t.strip() for t in tags]
+
+
+def _outcome_for_status(status: str | None) -> SubscribeOutcome:
+    if status in ("subscribed", "pending"):
+        return SubscribeOutcome.ALREADY_SUBSCRIBED
+    if status in ("unsubscribed", "cleaned"):
+        return SubscribeOutcome.UNSUBSCRIBED
+    return SubscribeOutcome.FAILED
+
+
+_UNSUBSCRIBED_DETAIL = (
+    "The person unsubscribed (or their address bounced): Mailchimp will not subscribe them "
+    "again through the API. They can re-subscribe with the audience's signup form."
+)
+_DELETED_DETAIL = (
+    "The address was permanently deleted from this audience: the person must re-subscribe "
+    "with the audience's signup form."
+)
+
+
+# --------------------------------------------------------------------------- Audiences
+
+
+class Audiences:
+    """Mailchimp audiences and campaigns for one app (``app.extensions["dmmail"].mailchimp``).
+
+    Safe to share between threads. Every method raises
+    :class:`~flask_dmmail.errors.InvalidInputError` for bad arguments before any network call,
+    and a :class:`~flask_dmmail.errors.MailchimpError` subclass when Mailchimp refuses or
+    cannot be reached (after retries, for the transient ones).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        audiences: Mapping[str, str] | None = None,
+        hasher: AddressHasher | None = None,
+        app: Flask | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        allow_unlisted_audiences: bool = False,
+    ) -> None:
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.audiences: Mapping[str, str] = MappingProxyType(dict(audiences or {}))
+        self._listed = frozenset(self.audiences.values())
+        self.hasher = hasher if hasher is not None else AddressHasher(b"flask-dmmail mailchimp")
+        self.app = app
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.allow_unlisted_audiences = allow_unlisted_audiences
+        self._slots = _slots_for(api_key)
+        self._local = threading.local()
+
+    @classmethod
+    def from_mailer(cls, mailer: Mailer) -> Audiences:
+        """The Audiences of a Mailer: its sandbox's Mailchimp in sandbox mode (where every
+        audience of DM_MAILCHIMP_AUDIENCES is created under its list id), else Mailchimp
+        with DM_MAILCHIMP_API_KEY."""
+        settings = mailer.settings
+        if mailer.sandbox is not None:
+            state = mailer.sandbox.state.mailchimp
+            for name, list_id in settings.audiences.items():
+                try:
+                    state.ensure_list(list_id, name)
+                except ValueError:
+                    raise ConfigurationError(
+                        "DM_MAILCHIMP_AUDIENCES",
+                        f"the sandbox cannot create the audience {name!r} under its list id "
+                        "(an id must not contain 'server').",
+                    ) from None
+            api_key = state.api_key
+            base_url = f"{mailer.sandbox.url}/3.0"
+        else:
+            if settings.mailchimp_api_key is None:
+                raise ConfigurationError(
+                    "DM_MAILCHIMP_API_KEY",
+                    "is not set, so Mailchimp cannot be used. Create a key in Mailchimp "
+                    "(Profile > Extras > API keys) and set DM_MAILCHIMP_API_KEY from the "
+                    "environment (for example in a .env file, never committed); the key's "
+                    "'-us5'-style ending picks the data centre. Or turn the local sandbox on "
+                    "with DM_MAIL_SANDBOX = True.",
+                )
+            api_key = settings.mailchimp_api_key
+            dc = api_key.rsplit("-", 1)[-1]
+            base_url = settings.mailchimp_base_url or DEFAULT_MAILCHIMP_BASE_URL.format(dc=dc)
+        return cls(
+            api_key=api_key,
+            base_url=base_url,
+            audiences=settings.audiences,
+            hasher=mailer.hasher,
+            app=mailer.app,
+            timeout=settings.mailchimp_timeout,
+            retries=settings.mailchimp_retries,
+            backoff=settings.mailchimp_retry_backoff,
+            allow_unlisted_audiences=settings.mailchimp_allow_unlisted_audiences,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Audiences {self.base_url} audiences={sorted(self.audiences)!r}>"
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            # server="server" turns the client's url.replace("server", prefix) into a no-op.
+            client = mailchimp_marketing.Client(
+                {"api_key": self._api_key, "server": "server", "timeout": self.timeout}
+            )
+            client.api_client.host = self.base_url
+            self._local.client = client
+        return client
+
+    def _call(
+        self,
+        operation: str,
+        request: Callable[[Any], _T],
+        *,
+        known: Iterable[str] = (),
+        retry: bool = True,
+        timeout: float | None = None,
+    ) -> _T | None:
+        """Run ``request(client)`` under the key's semaphore, with retries of transient
+        failures. Returns its data, or None for an empty success (a 204)."""
+        known = tuple(known)
+        attempt = 0
+        client = self._client()
+        while True:
+            attempt += 1
+            client.api_client.timeout = timeout or self.timeout
+            try:
+                with self._slots:
+                    result = request(client)
+            except ApiClientError as exc:
+                error = map_error(exc.status_code, _problem(exc.text), cause=exc.text, known=known)
+            else:
+                if not isinstance(result, requests.Response):
+                    return result
+                if result.ok:
+                    return None
+                error = _from_response(result, known)
+            if retry and error.transient and attempt <= self.retries:
+                delay = random.uniform(0, min(_BACKOFF_CAP, self.backoff * 2 ** (attempt - 1)))
+                logger.warning(
+                    "Mailchimp %s failed with %s; retrying in %.0f ms",
+                    operation,
+                    type(error).__name__,
+                    delay * 1000,
+                    extra={"operation": operation, "attempt": attempt, "status": error.status},
+                )
+                time.sleep(delay)
+                continue
+            raise error
+
+    def _json(
+        self,
+        operation: str,
+        request: Callable[[Any], Any],
+        *,
+        known: Iterable[str] = (),
+        retry: bool = True,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        data = self._call(operation, request, known=known, retry=retry, timeout=timeout)
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise MailchimpProtocolError(
+                f"Mailchimp answered {operation} with something that is not a JSON object."
+            )
+        return data
+
+    @contextmanager
+    def _reporting(
+        self, operation: str, list_id: str | None = None, to_hash: str | None = None
+    ) -> Iterator[None]:
+        """Log and signal a MailchimpError leaving the block (then let it go on)."""
+        try:
+            yield
+        except MailchimpError as error:
+            logger.error(
+                "Mailchimp %s failed: %s",
+                operation,
+                error.message,
+                extra={
+                    "operation": operation,
+                    "list_id": list_id,
+                    "to_hash": to_hash,
+                    "error": type(error).__name__,
+                    "status": error.status,
+                },
+            )
+            signals.mailchimp_failed.send(
+                self._sender(), error=error, operation=operation, audience=list_id, to_hash=to_hash
+            )
+            raise
+
+    def _sender(self) -> Any:
+        return self.app if self.app is not None else self
+
+    def list_id(self, audience: object) -> str:
+        """The list id of ``audience``: a DM_MAILCHIMP_AUDIENCES name, or a list id (one the
+        config lists, or 10 hex digits). Raises UnknownAudienceError otherwise."""
+        if isinstance(audience, AudienceRef):
+            return audience.id
+        if not isinstance(audience, str) or not audience.strip():
+            raise UnknownAudienceError(
+                "The audience must be a name from DM_MAILCHIMP_AUDIENCES or a Mailchimp list id."
+            )
+        name = audience.strip()
+        if name in self.audiences:
+            return self.audiences[name]
+        if name in self._listed or _HEX_LIST_ID.match(name):
+            return name
+        known = ", ".join(sorted(self.audiences)) or "(none configured)"
+        raise UnknownAudienceError(
+            f"{name!r} is neither an audience name in DM_MAILCHIMP_AUDIENCES ({known}) nor a "
+            "Mailchimp list id (10 hex digits, as in the audience's settings)."
+        )
+
+    def name_of(self, list_id: str) -> str | None:
+        """The DM_MAILCHIMP_AUDIENCES name of a list id, if it has one."""
+        for name, value in self.audiences.items():
+            if value == list_id:
+                return name
+        return None
+
+    def _hash(self, address: str) -> str:
+        return self.hasher.hash_address(address)
+
+    # ------------------------------------------------------------------ audiences
+
+    def ping(self) -> bool:
+        """True when Mailchimp answers with this key (raises MailchimpError otherwise)."""
+        with self._reporting("ping"):
+            data = self._json("ping", lambda c: c.ping.get())
+        return bool(data.get("health_status"))
+
+    def audience(self, audience: object) -> AudienceRef:
+        """The id and name of one audience (MailchimpNotFoundError when it does not exist)."""
+        list_id = self.list_id(audience)
+        with self._reporting("audience", list_id):
+            data = self._json(
+                "audience", lambda c: c.lists.get_list(list_id, fields=["id", "name"])
+            )
+        return AudienceRef(str(data.get("id") or list_id), str(data.get("name") or ""))
+
+    def all_audiences(self) -> list[AudienceRef]:
+        """Every audience of the account."""
+        with self._reporting("all_audiences"):
+            return self._lists()
+
+    def _paged(
+        self,
+        operation: str,
+        key: str,
+        fetch: Callable[..., Any],
+        *,
+        known: Iterable[str] = (),
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of an offset-paged collection (``fetch(client, offset=...)``)."""
+        offset = 0
+        while True:
+            page = self._json(operation, partial(fetch, offset=offset), known=known)
+            items = page.get(key) or []
+            yield from items
+            offset += len(items)
+            if not items or offset >= int(page.get("total_items") or 0):
+                return
+
+    def _lists(self, **query: Any) -> list[AudienceRef]:
+        def fetch(client: Any, offset: int) -> Any:
+            return client.lists.get_all_lists(
+                fields=["lists.id", "lists.name", "total_items"],
+                count=PAGE_SIZE,
+                offset=offset,
+                **query,
+            )
+
+        known = [v for v in query.values() if isinstance(v, str)]
+        return [
+            AudienceRef(str(x.get("id")), str(x.get("name", "")))
+            for x in self._paged("all_audiences", "lists", fetch, known=known)
+        ]
+
+    def find_audience(self, name: str) -> str | None:
+        """The list id of the first audience named exactly ``name``, or None."""
+        wanted = _text(name, "The audience name", limit=100)
+        for ref in self.all_audiences():
+            if ref.name == wanted:
+                return ref.id
+        return None
+
+    def member_count(self, audience: object, status: str | None = "subscribed") -> int:
+        """How many members ``audience`` has with ``status`` (None: all but archived)."""
+        list_id = self.list_id(audience)
+        query = {"status": _check_status(status)} if status is not None else {}
+        with self._reporting("member_count", list_id):
+            data = self._json(
+                "member_count",
+                lambda c: c.lists.get_list_members_info(
+                    list_id, fields=["total_items"], count=1, **query
+                ),
+            )
+        return int(data.get("total_items") or 0)
+
+    def create_audience_like(self, source_audience: object, name: str) -> str:
+        """Create an audience named ``name`` with the contact, permission reminder, campaign
+        defaults and email options of ``source_audience`` (for a new DOS iteration, say);
+        return its list id.
+
+        If an audience with exactly that name exists already, its id is returned and nothing
+        is created, so a script that failed half-way can simply run again. (The create is
+        never retried blindly: an unanswered create is checked by name first.)
+        """
+        source = self.list_id(source_audience)
+        title = _text(name, "The audience name", limit=100)
+        with self._reporting("create_audience", source):
+            existing = self.find_audience(title)
+            if existing is not None:
+                logger.info(
+                    "Mailchimp audience %s already exists; nothing created",
+                    existing,
+                    extra={"operation": "create_audience", "list_id": existing},
+                )
+                return existing
+            data = self._json(
+                "create_audience",
+                lambda c: c.lists.get_list(
+                    source,
+                    fields=[
+                        "contact",
+                        "permission_reminder",
+                        "campaign_defaults",
+                        "email_type_option",
+                        "use_archive_bar",
+                        "double_optin",
+                        "marketing_permissions",
+                    ],
+                ),
+            )
+            body: dict[str, Any] = {
+                "name": title,
+                "contact": data.get("contact") or {},
+                "permission_reminder": data.get("permission_reminder") or "",
+                "campaign_defaults": data.get("campaign_defaults") or {},
+                "email_type_option": bool(data.get("email_type_option", False)),
+            }
+            for key in ("use_archive_bar", "double_optin", "marketing_permissions"):
+                if isinstance(data.get(key), bool):
+                    body[key] = data[key]
+            try:
+                created = self._json(
+                    "create_audience", lambda c: c.lists.create_list(body), retry=False
+                )
+            except MailchimpUnavailableError:
+                found = self.find_audience(title)  # it may have been created after all
+                if found is None:
+                    raise
+                return found
+            list_id = created.get("id")
+            if not isinstance(list_id, str) or not list_id:
+                raise MailchimpProtocolError("Mailchimp created an audience but sent no id.")
+        logger.info(
+            "Mailchimp audience %s created like %s",
+            list_id,
+            source,
+            extra={"operation": "create_audience", "list_id": list_id, "source": source},
+        )
+        return list_id
+
+    def add_webhook(self, audience: object, url: str) -> str:
+        """Ask Mailchimp to POST unsubscribe and cleaned events of ``audience`` to ``url``
+        (the app's ``/_dmmail/callbacks/mailchimp/<DM_MAILCHIMP_WEBHOOK_TOKEN>``), from
+        people and admins but not from this API. Returns the webhook id."""
+        list_id = self.list_id(audience)
+        target = _text(url, "The webhook URL", limit=2000)
+        if not target.startswith(("https://", "http://")):
+            raise InvalidInputError("The webhook URL must be an absolute http(s) URL.")
+        body = {
+            "url": target,
+            "events": {
+                "subscribe": False,
+                "unsubscribe": True,
+                "profile": False,
+                "cleaned": True,
+                "upemail": False,
+                "campaign": False,
+            },
+            "sources": {"user": True, "admin": True, "api": False},
+        }
+        with self._reporting("add_webhook", list_id):
+            data = self._json(
+                "add_webhook", lambda c: c.lists.create_list_webhook(list_id, body), retry=False
+            )
+        return str(data.get("id") or "")
+
+    # ------------------------------------------------------------------ subscribing
+
+    def subscribe(
+        self,
+        audience: object,
+        email: str,
+        *,
+        merge_fields: Mapping[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> SubscribeResult:
+        """Subscribe ``email`` to ``audience`` without overriding what Mailchimp knows.
+
+        The member is read first, then:
+
+        * no member (or an archived one): an upsert ``PUT .../members/<md5>`` with
+          ``status_if_new: subscribed`` → ``subscribed``; if Mailchimp refuses it,
+          "Forgotten Email Not Subscribed" → ``deleted``, "Member In Compliance State" →
+          ``unsubscribed``, "looks fake or invalid" → ``invalid address``;
+        * subscribed or pending: ``already subscribed`` (merge fields and tags, if given,
+          are updated; the status is not touched);
+        * unsubscribed or cleaned: ``unsubscribed``, and nothing is written: a person who
+          opted out is never silently re-subscribed;
+        * transactional (never opted in to marketing): set to ``subscribed``.
+
+        An address that fails the syntax check gives ``invalid address`` without a network
+        call. ``result.member_status`` is Mailchimp's own status. Fires
+        ``mailchimp_subscribed``; other Mailchimp refusals raise a MailchimpError (and fire
+        ``mailchimp_failed``).
+        """
+        list_id = self.list_id(audience)
+        address = _address(email)
+        merge = _merge_fields(merge_fields)
+        tag_list = _tags(tags)
+        to_hash = self._hash(address)
+        with self._reporting("subscribe", list_id, to_hash):
+            if not _valid(address):
+                result = SubscribeResult(
+                    SubscribeOutcome.INVALID_ADDRESS,
+                    list_id,
+                    to_hash,
+                    None,
+                    detail="Not a valid email address.",
+                )
+            else:
+                result = self._subscribe_one(list_id, address, to_hash, merge, tag_list)
+        self._subscribed(result)
+        return result
+
+    def _subscribed(self, result: SubscribeResult) -> None:
+        logger.info(
+            "Mailchimp subscribe to %s: %s",
+            result.list_id,
+            result.outcome.value,
+            extra={
+                "operation": "subscribe",
+                "list_id": result.list_id,
+                "to_hash": result.to_hash,
+                "outcome": result.outcome.value,
+                "member_status": result.member_status,
+            },
+        )
+        signals.mailchimp_subscribed.send(
+            self._sender(), audience=result.list_id, result=result, to_hash=result.to_hash
+        )
+
+    def _subscribe_one(
+        self,
+        list_id: str,
+        address: str,
+        to_hash: str,
+        merge: dict[str, Any] | None,
+        tags: list[str] | None,
+    ) -> SubscribeResult:
+        member_id = subscriber_hash(address)
+        known = (address,)
+        try:
+            current: dict[str, Any] | None = self._json(
+                "subscribe",
+                lambda c: c.lists.get_list_member(
+                    list_id, member_id, fields=["status", "unique_email_id"]
+                ),
+                known=known,
+            )
+        except MailchimpNotFoundError:
+            current = None  # new (or forgotten; or no such audience: the PUT will say)
+        status = current.get("status") if current else None
+
+        def result(
+            outcome: SubscribeOutcome, data: Mapping[str, Any] | None, detail: str | None = None
+        ) -> SubscribeResult:
+            return SubscribeResult(
+                outcome,
+                list_id,
+                to_hash,
+                (data or {}).get("status"),
+                (data or {}).get("unique_email_id") or None,
+                detail,
+            )
+
+        if status in ("unsubscribed", "cleaned"):
+            return result(SubscribeOutcome.UNSUBSCRIBED, current, _UNSUBSCRIBED_DETAIL)
+        if status in ("subscribed", "pending"):
+            data = current
+            if merge:
+                data = self._put_member(list_id, member_id, address, merge, None, known)
+            if tags:
+                self._add_tags(list_id, member_id, tags, known)
+            return result(SubscribeOutcome.ALREADY_SUBSCRIBED, data)
+        # new, archived or transactional
+        force = "subscribed" if status in ("archived", "transactional") else None
+        try:
+            data = self._put_member(list_id, member_id, address, merge, force, known)
+        except ForgottenMemberError as error:
+            return result(SubscribeOutcome.DELETED, None, error.detail or _DELETED_DETAIL)
+        except MemberComplianceError as error:
+            return result(
+                SubscribeOutcome.UNSUBSCRIBED, current, error.detail or _UNSUBSCRIBED_DETAIL
+            )
+        except InvalidMemberAddressError as error:
+            return result(SubscribeOutcome.INVALID_ADDRESS, None, error.detail)
+        new_status = data.get("status")
+        if new_status == "subscribed":
+            if tags:
+                self._add_tags(list_id, member_id, tags, known)
+            return result(SubscribeOutcome.SUBSCRIBED, data)
+        # Someone else wrote the member between the read and the upsert: report what it is.
+        outcome = _outcome_for_status(new_status)
+        return result(
+            outcome,
+            data,
+            _UNSUBSCRIBED_DETAIL if outcome is SubscribeOutcome.UNSUBSCRIBED else None,
+        )
+
+    def _put_member(
+        self,
+        list_id: str,
+        member_id: str,
+        address: str,
+        merge: dict[str, Any] | None,
+        status: str | None,
+        known: Iterable[str],
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"email_address": address, "status_if_new": "subscribed"}
+        if status is not None:
+            body["status"] = status
+        if merge:
+            body["merge_fields"] = merge
+        return self._json(
+            "subscribe",
+            lambda c: c.lists.set_list_member(list_id, member_id, body),
+            known=known,
+        )
+
+    def _add_tags(
+        self, list_id: str, member_id: str, tags: list[str], known: Iterable[str]
+    ) -> None:
+        body = {"tags": [{"name": tag, "status": "active"} for tag in tags]}
+        self._call(
+            "subscribe",
+            lambda c: c.lists.update_list_member_tags(list_id, member_id, body),
+            known=known,
+        )
+
+    def subscribe_many(
+        self,
+        audience: object,
+        emails: Iterable[str],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> BulkSubscribeResult:
+        """Subscribe many addresses with Mailchimp's batch member endpoint (``POST
+        /lists/{id}``, 500 per call, ``update_existing: false`` so nobody's status is
+        overwritten).
+
+        Each address gets the outcome :meth:`subscribe` would give it: addresses Mailchimp
+        reports as existing members are looked up (and transactional or archived ones
+        subscribed) to tell ``already subscribed`` from ``unsubscribed``. Addresses are
+        compared case-insensitively and each is reported once. ``progress(n)`` is called
+        after every ``n`` addresses dealt with. Fires ``mailchimp_subscribed`` per address.
+        A failure of a whole call (auth, no such audience, Mailchimp down after retries)
+        raises; the batches before it stay done and running again is safe.
+        """
+        list_id = self.list_id(audience)
+        if isinstance(emails, str):
+            raise InvalidInputError(
+                "emails must be a list (or iterable) of addresses, not one string."
+            )
+        items: dict[str, BulkItem] = {}
+        chunk: list[str] = []
+        pending = 0
+        with self._reporting("subscribe_many", list_id):
+            for raw in emails:
+                address = _address(raw)
+                key = address.lower()
+                if key in items or key in chunk:
+                    continue
+                if not _valid(address):
+                    items[key] = BulkItem(
+                        address,
+                        SubscribeOutcome.INVALID_ADDRESS,
+                        None,
+                        "Not a valid email address.",
+                    )
+                    pending += 1
+                    continue
+                items[key] = BulkItem(address, SubscribeOutcome.FAILED, None)  # placeholder
+                chunk.append(key)
+                if len(chunk) == BATCH_SIZE:
+                    self._batch(list_id, [items[k].email for k in chunk], items)
+                    if progress is not None:
+                        progress(len(chunk) + pending)
+                    chunk, pending = [], 0
+            if chunk:
+                self._batch(list_id, [items[k].email for k in chunk], items)
+            if progress is not None and (chunk or pending):
+                progress(len(chunk) + pending)
+        counts = dict.fromkeys(SubscribeOutcome, 0)
+        for item in items.values():
+            counts[item.outcome] += 1
+            self._subscribed(
+                SubscribeResult(
+                    item.outcome,
+                    list_id,
+                    self._hash(item.email),
+                    item.member_status,
+                    None,
+                    item.detail,
+                )
+            )
+        return BulkSubscribeResult(list_id, tuple(items.values()), MappingProxyType(counts))
+
+    def _batch(self, list_id: str, addresses: list[str], items: dict[str, BulkItem]) -> None:
+        body = {
+            "members": [{"email_address": a, "status": "subscribed"} for a in addresses],
+            "update_existing": False,
+        }
+        data = self._json(
+            "subscribe_many",
+            lambda c: c.lists.batch_list_members(list_id, body),
+            known=addresses,
+            timeout=max(self.timeout, _BATCH_TIMEOUT),
+        )
+        by_key = {a.lower(): a for a in addresses}
+        done: set[str] = set()
+        for member in data.get("new_members") or []:
+            key = str(member.get("email_address", "")).lower()
+            if key in by_key:
+                status = member.get("status")
+                outcome = (
+                    SubscribeOutcome.SUBSCRIBED
+                    if status == "subscribed"
+                    else _outcome_for_status(status)
+                )
+                items[key] = BulkItem(by_key[key], outcome, status)
+                done.add(key)
+        lookups: list[str] = []
+        for error in data.get("errors") or []:
+            key = str(error.get("email_address", "")).lower()
+            if key not in by_key:
+                continue
+            done.add(key)
+            text = str(error.get("error") or "")
+            lowered = text.lower()
+            code = error.get("error_code")
+            address = by_key[key]
+            if code == "ERROR_CONTACT_EXISTS" or "already a list member" in lowered:
+                lookups.append(address)
+            elif "permanently deleted" in lowered or "must re-subscribe" in lowered:
+                items[key] = BulkItem(address, SubscribeOutcome.DELETED, None, _DELETED_DETAIL)
+            elif "compliance state" in lowered:
+                items[key] = BulkItem(
+                    address, SubscribeOutcome.UNSUBSCRIBED, None, _UNSUBSCRIBED_DETAIL
+                )
+            elif "looks fake or invalid" in lowered or "valid email address" in lowered:
+                items[key] = BulkItem(
+                    address, SubscribeOutcome.INVALID_ADDRESS, None, scrub(text, [address])
+                )
+            else:
+                items[key] = BulkItem(
+                    address, SubscribeOutcome.FAILED, None, scrub(text, [address])
+                )
+        for member in data.get("updated_members") or []:
+            key = str(member.get("email_address", "")).lower()
+            if key in by_key and key not in done:
+                lookups.append(by_key[key])
+                done.add(key)
+        lookups.extend(by_key[k] for k in by_key if k not in done)  # not reported at all
+        if lookups:
+            with ThreadPoolExecutor(max_workers=min(_LOOKUP_THREADS, len(lookups))) as pool:
+                for address, single in zip(
+                    lookups,
+                    pool.map(lambda a: self._subscribe_one(list_id, a, "", None, None), lookups),
+                    strict=True,
+                ):
+                    items[address.lower()] = BulkItem(
+                        address, single.outcome, single.member_status, single.detail
+                    )
+
+    # ------------------------------------------------------------------ reading members
+
+    def members(
+        self,
+        audience: object,
+        *,
+        status: str | None = "subscribed",
+        since: datetime | date | str | None = None,
+        fields: Sequence[str] = DEFAULT_MEMBER_FIELDS,
+    ) -> Iterator[Member]:
+        """Every member of ``audience`` with ``status`` (None: every status but archived)
+        changed at or after ``since``, as a generator.
+
+        It asks for 1,000 members a page and only for ``fields`` (plus ``email_address``,
+        ``status`` and ``last_changed``, which it needs), so memory stays flat: one page,
+        plus an 8-byte fingerprint per member yielded (0.8 MB for 100,000).
+
+        **Guarantee while the audience changes during the walk.** Members are read in
+        ``last_changed`` order with a cursor (``since_last_changed`` = the last second read,
+        and an offset only inside that second), not by offset over the whole audience, so
+        members leaving the audience never shift the pages that are still to come. Then:
+
+        * a member that is in the audience from start to end is yielded exactly once (in
+          the state it had when its page was read);
+        * a member added or changed during the walk moves to the end of the order and is
+          yielded once there, unless it had been yielded already (fingerprints are checked,
+          so nobody is yielded twice);
+        * a member removed (or no longer matching ``status``) during the walk is yielded at
+          most once: if its page was read before it left.
+
+        Inside one ``last_changed`` second, Mailchimp's order is fixed (the sandbox's is
+        creation order). Each page re-reads the last few members of the second it starts
+        in, and checks that the first of them is one already seen; if more members of that
+        second left than it re-read, it reads the second again from its start. A member
+        whose address changes counts as a new member.
+        """
+        list_id = self.list_id(audience)
+        wanted_status = _check_status(status) if status is not None else None
+        since_text = _iso(since, "since") if since is not None else None
+        wanted = _check_fields(fields)
+        return self._walk(list_id, wanted_status, since_text, wanted)
+
+    def _walk(
+        self, list_id: str, status: str | None, since: str | None, wanted: tuple[str, ...]
+    ) -> Iterator[Member]:
+        api_fields = ["members." + name for name in wanted]
+        seen = _Fingerprints()
+        cursor = since  # since_last_changed of the next request
+        passed = 0  # members of the cursor's second that are behind us
+        overlap = _OVERLAP
+
+        def page(offset: int) -> list[dict[str, Any]]:
+            query: dict[str, Any] = {
+                "fields": api_fields,
+                "count": PAGE_SIZE,
+                "offset": offset,
+                "sort_field": "last_changed",
+                "sort_dir": "ASC",
+            }
+            if status is not None:
+                query["status"] = status
+            if cursor is not None:
+                query["since_last_changed"] = cursor
+            data = self._json("members", lambda c: c.lists.get_list_members_info(list_id, **query))
+            members = data.get("members")
+            if not isinstance(members, list):
+                raise MailchimpProtocolError("Mailchimp answered a members page without members.")
+            return members
+
+        with self._reporting("members", list_id):
+            while True:
+                offset = max(0, passed - overlap)
+                members = page(offset)
+                if offset > 0:
+                    first = members[0] if members else None
+                    anchored = (
+                        first is not None
+                        and first.get("last_changed") == cursor
+                        and _Fingerprints.of(str(first.get("email_address", ""))) in seen
+                    )
+                    if not anchored:
+                        # More members of the cursor's second left than the page re-read:
+                        # read that second again from its start (nothing is yielded twice).
+                        overlap = min(overlap * 4, PAGE_SIZE)
+                        offset = 0
+                        members = page(0)
+                for raw in members:
+                    fingerprint = _Fingerprints.of(str(raw.get("email_address", "")))
+                    if fingerprint in seen:
+                        continue
+                    seen.add(fingerprint)
+                    yield _member(raw)
+                if not members:
+                    return
+                last = str(members[-1].get("last_changed", ""))
+                if last == cursor:
+                    passed = offset + len(members)
+                else:
+                    passed = sum(1 for m in members if m.get("last_changed") == last)
+                    cursor = last
+                if len(members) < PAGE_SIZE:
+                    return
+
+    # ------------------------------------------------------------------ campaigns
+
+    def send_campaign(
+        self,
+        audience: object,
+        *,
+        title: str,
+        subject: str,
+        html: str,
+        from_name: str | None = None,
+        reply_to: str | None = None,
+    ) -> CampaignResult:
+        """Create a regular campaign for ``audience``, set its HTML and send it, as one call.
+
+        ``title`` identifies it: when a campaign with this title was already sent (or
+        scheduled) to the audience, nothing is sent and that campaign is returned with
+        ``already_sent=True``; a draft with the title left by an interrupted run is reused.
+        ``from_name`` and ``reply_to`` default to the audience's campaign defaults. The
+        HTML needs Mailchimp's ``*|UNSUB|*`` merge tag.
+
+        On failure it raises :class:`~flask_dmmail.errors.CampaignError` (``step``,
+        ``campaign_id``, ``checklist``) and deletes the draft it made. A send that got no
+        answer is checked before anything is deleted: if Mailchimp is sending it, that is a
+        success. Outside production (DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES false) only the
+        audiences in DM_MAILCHIMP_AUDIENCES may get campaigns: others raise
+        UnlistedAudienceError before any network call. Fires ``campaign_sent``.
+        """
+        list_id = self.list_id(audience)
+        title = _text(title, "The campaign title", limit=100)
+        subject = _text(subject, "The subject line", limit=150)
+        if not isinstance(html, str) or not html.strip():
+            raise InvalidInputError("The campaign HTML must be a non-empty string.")
+        if from_name is not None:
+            from_name = _text(from_name, "from_name", limit=100)
+        if reply_to is not None:
+            try:
+                reply_to = check_email_address(reply_to)
+            except InvalidEmailAddressError:
+                raise InvalidInputError("reply_to must be a valid email address.") from None
+        if not self.allow_unlisted_audiences and list_id not in self._listed:
+            raise UnlistedAudienceError(
+                f"The audience {list_id} is not in this environment's DM_MAILCHIMP_AUDIENCES, "
+                "and only those may get campaigns here. Use an audience name from the config, "
+                "or set DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES = True (production only)."
+            )
+        with self._reporting("send_campaign", list_id):
+            result = self._send_campaign(list_id, title, subject, html, from_name, reply_to)
+        if not result.already_sent:
+            logger.info(
+                "Mailchimp campaign %s sent to %s",
+                result.campaign_id,
+                list_id,
+                extra={
+                    "operation": "send_campaign",
+                    "list_id": list_id,
+                    "campaign_id": result.campaign_id,
+                    "recipient_count": result.recipient_count,
+                },
+            )
+            signals.campaign_sent.send(
+                self._sender(),
+                audience=list_id,
+                campaign_id=result.campaign_id,
+                title=title,
+                result=result,
+            )
+        return result
+
+    def find_campaign(self, audience: object, title: str) -> CampaignResult | None:
+        """The first campaign (oldest) titled ``title`` for ``audience``, or None."""
+        list_id = self.list_id(audience)
+        wanted = _text(title, "The campaign title", limit=100)
+        with self._reporting("find_campaign", list_id):
+            found = self._campaigns_titled(list_id, wanted)
+        if not found:
+            return None
+        return _campaign_result(found[0], list_id, wanted, already_sent=True)
+
+    def _campaigns_titled(self, list_id: str, title: str) -> list[dict[str, Any]]:
+        def fetch(client: Any, offset: int) -> Any:
+            return client.campaigns.list(
+                list_id=list_id,
+                count=PAGE_SIZE,
+                offset=offset,
+                sort_field="create_time",
+                sort_dir="ASC",
+                fields=[
+                    "campaigns.id",
+                    "campaigns.status",
+                    "campaigns.create_time",
+                    "campaigns.settings.title",
+                    "campaigns.emails_sent",
+                    "campaigns.recipients.recipient_count",
+                    "campaigns.recipients.list_id",
+                    "campaigns.web_id",
+                    "campaigns.archive_url",
+                    "total_items",
+                ],
+            )
+
+        found = [
+            campaign
+            for campaign in self._paged("send_campaign", "campaigns", fetch)
+            if (campaign.get("settings") or {}).get("title") == title
+            and (campaign.get("recipients") or {}).get("list_id", list_id) == list_id
+        ]
+        found.sort(key=lambda c: (str(c.get("create_time", "")), str(c.get("id", ""))))
+        return found
+
+    def _send_campaign(
+        self,
+        list_id: str,
+        title: str,
+        subject: str,
+        html: str,
+        from_name: str | None,
+        reply_to: str | None,
+    ) -> CampaignResult:
+        existing = self._campaigns_titled(list_id, title)
+        first = existing[0] if existing else None
+        if first is not None and first.get("status") not in _DRAFT_STATUSES:
+            return _campaign_result(first, list_id, title, already_sent=True)
+        if from_name is None or reply_to is None:
+            defaults = (
+                self._json(
+                    "send_campaign",
+                    lambda c: c.lists.get_list(list_id, fields=["campaign_defaults"]),
+                ).get("campaign_defaults")
+                or {}
+            )
+            from_name = from_name or str(defaults.get("from_name") or "")
+            reply_to = reply_to or str(defaults.get("from_email") or "")
+        body = {
+            "type": "regular",
+            "recipients": {"list_id": list_id},
+            "settings": {
+                "title": title,
+                "subject_line": subject,
+                "from_name": from_name,
+                "reply_to": reply_to,
+            },
+        }
+        made_here = False
+        campaign_id: str | None = None
+        step = "create"
+        try:
+            if first is not None:
+                campaign_id = str(first["id"])  # a draft an interrupted run left: reuse it
+                self._json("send_campaign", lambda c: c.campaigns.update(campaign_id, body))
+            else:
+                try:
+                    created = self._json(
+                        "send_campaign", lambda c: c.campaigns.create(body), retry=False
+                    )
+                except MailchimpUnavailableError:
+                    # The create may have happened without an answer: look before failing.
+                    again = self._campaigns_titled(list_id, title)
+                    if not again:
+                        raise
+                    created = again[0]
+                campaign_id = created.get("id")
+                if not isinstance(campaign_id, str) or not campaign_id:
+                    raise MailchimpProtocolError("Mailchimp created a campaign but sent no id.")
+                made_here = True
+                # Another process may have created one with this title at the same time:
+                # the oldest wins, the others delete their drafts.
+                oldest = self._campaigns_titled(list_id, title)
+                if oldest and oldest[0].get("id") != campaign_id:
+                    self._delete_draft(campaign_id)
+                    return _campaign_result(oldest[0], list_id, title, already_sent=True)
+            step = "content"
+            self._json(
+                "send_campaign", lambda c: c.campaigns.set_content(campaign_id, {"html": html})
+            )
+            step = "send"
+            self._call("send_campaign", lambda c: c.campaigns.send(campaign_id), retry=False)
+        except MailchimpError as error:
+            if step == "send" and campaign_id is not None and self._is_sending(campaign_id):
+                pass  # the send went through; only its answer was lost or refused late
+            else:
+                raise self._campaign_failed(error, step, campaign_id, made_here) from error
+        assert campaign_id is not None
+        data = self._json(
+            "send_campaign",
+            lambda c: c.campaigns.get(
+                campaign_id,
+                fields=[
+                    "id",
+                    "status",
+                    "emails_sent",
+                    "recipients.recipient_count",
+                    "web_id",
+                    "archive_url",
+                ],
+            ),
+        )
+        return _campaign_result({**data, "id": campaign_id}, list_id, title, already_sent=False)
+
+    def _is_sending(self, campaign_id: str) -> bool:
+        try:
+            data = self._json(
+                "send_campaign", lambda c: c.campaigns.get(campaign_id, fields=["status"])
+            )
+        except MailchimpError:
+            return False
+        return data.get("status") in _SENT_STATUSES
+
+    def _delete_draft(self, campaign_id: str) -> bool:
+        try:
+            self._call("send_campaign", lambda c: c.campaigns.remove(campaign_id))
+        except MailchimpNotFoundError:
+            return True
+        except MailchimpError as error:
+            logger.error(
+                "Mailchimp draft campaign %s could not be deleted (%s); delete it by hand",
+                campaign_id,
+                type(error).__name__,
+                extra={"operation": "send_campaign", "campaign_id": campaign_id},
+            )
+            return False
+        return True
+
+    def _campaign_failed(
+        self, error: MailchimpError, step: str, campaign_id: str | None, made_here: bool
+    ) -> CampaignError:
+        checklist: list[str] = []
+        if step == "send" and campaign_id is not None:
+            try:
+                data = self._json(
+                    "send_campaign", lambda c: c.campaigns.get_send_checklist(campaign_id)
+                )
+            except MailchimpError:
+                data = {}
+            for item in data.get("items") or []:
+                if item.get("type") == "error":
+                    checklist.append(scrub(f"{item.get('heading', '')}: {item.get('details', '')}"))
+        deleted = self._delete_draft(campaign_id) if made_here and campaign_id else False
+        what = {"create": "create", "content": "set the content of", "send": "send"}[step]
+        message = f"Mailchimp would not {what} the campaign: {error.message}"
+        if checklist:
+            message += " Unmet: " + "; ".join(checklist) + "."
+        if campaign_id is not None and made_here:
+            message += (
+                " The draft was deleted."
+                if deleted
+                else f" The draft {campaign_id} could not be deleted: delete it by hand."
+            )
+        return CampaignError(
+            message,
+            step=step,
+            campaign_id=campaign_id,
+            draft_deleted=deleted,
+            checklist=checklist,
+            status=error.status,
+            title=error.title,
+            detail=error.detail,
+            transient=error.transient,
+        )
+
+    # ------------------------------------------------------------------ data retention
+
+    def audiences_for(self, email: str) -> list[AudienceRef]:
+        """The audiences ``email`` is a member of (any status, archived included)."""
+        address = _address(email)
+        if not address:
+            raise InvalidEmailAddressError("The address is empty.")
+        with self._reporting("audiences_for", None, self._hash(address)):
+            return self._lists(email=address)
+
+    def forget(self, email: str, audience: object = None) -> ForgetResult:
+        """Permanently delete ``email`` from ``audience`` (default: every audience it is in):
+        Mailchimp's delete-permanent, for data retention. A member Mailchimp does not have
+        (404) counts as done. Afterwards Mailchimp refuses the address on every API write;
+        the person can only come back through a signup form."""
+        address = _address(email)
+        if not address:
+            raise InvalidEmailAddressError("The address is empty.")
+        to_hash = self._hash(address)
+        explicit = self.list_id(audience) if audience is not None else None
+        member_id = subscriber_hash(address)
+        deleted: list[str] = []
+        missing: list[str] = []
+        with self._reporting("forget", explicit, to_hash):
+            targets = [explicit] if explicit else [a.id for a in self._lists(email=address)]
+            for list_id in targets:
+
+                def erase(client: Any, lid: str = list_id) -> Any:
+                    return client.lists.delete_list_member_permanent(lid, member_id)
+
+                try:
+                    self._call("forget", erase, known=(address,))
+                except MailchimpNotFoundError:
+                    missing.append(list_id)
+                else:
+                    deleted.append(list_id)
+        logger.info(
+            "Mailchimp forget: deleted from %d audiences, %d had no such member",
+            len(deleted),
+            len(missing),
+            extra={"operation": "forget", "to_hash": to_hash, "deleted": deleted},
+        )
+        return ForgetResult(tuple(deleted), tuple(missing))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_status(status: object) -> str:
+    if status not in MEMBER_STATUSES:
+        raise InvalidInputError(
+            "status must be one of " + ", ".join(MEMBER_STATUSES) + " (or None for every status "
+            "but archived)."
+        )
+    assert isinstance(status, str)
+    return status
+
+
+def _check_fields(fields: object) -> tuple[str, ...]:
+    if isinstance(fields, str) or not isinstance(fields, Sequence):
+        raise InvalidInputError(
+            "fields must be a list of member field names, such as ['email_address', "
+            "'merge_fields.FNAME'] (a string would be split into characters)."
+        )
+    names: list[str] = []
+    for name in (*_REQUIRED_FIELDS, *fields):
+        if not isinstance(name, str) or not _FIELD_NAME.match(name):
+            raise InvalidInputError(f"{name!r} is not a member field name.")
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _member(raw: Mapping[str, Any]) -> Member:
+    return Member(
+        email_address=str(raw.get("email_address", "")),
+        status=str(raw.get("status", "")),
+        last_changed=str(raw.get("last_changed", "")),
+        fields=MappingProxyType(dict(raw)),
+    )
+
+
+def _campaign_result(
+    data: Mapping[str, Any], list_id: str, title: str, *, already_sent: bool
+) -> CampaignResult:
+    recipients = data.get("recipients") or {}
+    web_id = data.get("web_id")
+    return CampaignResult(
+        campaign_id=str(data.get("id", "")),
+        list_id=list_id,
+        title=title,
+        status=str(data.get("status", "")),
+        emails_sent=int(data.get("emails_sent") or 0),
+        recipient_count=int(recipients.get("recipient_count") or 0),
+        already_sent=already_sent,
+        web_id=int(web_id) if isinstance(web_id, int) else None,
+        archive_url=data.get("archive_url") or None,
+    )
