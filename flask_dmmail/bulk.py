@@ -952,6 +952,7 @@ class _BulkRun:
         except _Abandon:
             return _Result(work, "abandoned")
         except RateLimitError as error:
+            self.limiter.penalise()
             return _Result(work, "requeue", error=error)
         except NotifyUnavailableError as error:
             return _Result(work, "requeue", error=error, ambiguous=True)
@@ -1122,7 +1123,9 @@ class _BulkRun:
         return records
 
     def shutdown(self) -> None:
-        """Tell the threads to finish; wait for them unless sends were abandoned."""
+        """Tell the threads to finish; wait for them unless sends were abandoned. (After an
+        exception nothing queued is started: it stays in-flight, looked up on resume.)"""
+        self.stop.set()
         for _ in self.workers:
             self.queue.put(None)
         if self.in_doubt == 0:

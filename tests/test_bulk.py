@@ -1,0 +1,340 @@
+"""Bulk sending through the public API (Mailer.send_bulk) against the sandbox, with the
+real Notify client: exactly once under faults, resume, rate limits, journal checks."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_dmmail import Mailer, signals
+from flask_dmmail.bulk import BulkProgress, BulkReport
+from flask_dmmail.errors import (
+    BulkAbortedError,
+    InvalidOptionError,
+    JournalError,
+    UnknownTemplateError,
+)
+from flask_dmmail.sandbox import Sandbox
+from flask_dmmail.testing import record
+
+from .conftest import RecordAll
+
+Recipients = list[tuple[str, dict[str, Any]]]
+
+
+def people(count: int, start: int = 0, domain: str = "example.gov.uk") -> Recipients:
+    """``count`` recipients of the reset_password template (placeholder ``url``)."""
+    return [
+        (f"person{i}@{domain}", {"url": f"https://reset.example.gov.uk/{i}-{uuid.uuid4().hex}"})
+        for i in range(start, start + count)
+    ]
+
+
+def mailer_of(app: Flask) -> Mailer:
+    mailer = app.extensions["dmmail"]
+    assert isinstance(mailer, Mailer)
+    return mailer
+
+
+def assert_exactly_once(sandbox: Sandbox, recipients: Recipients) -> None:
+    """The sandbox holds one notification per recipient, and one per reference."""
+    outbox = sandbox.state.outbox()
+    references = Counter(n.reference for n in outbox)
+    assert len(outbox) == len(recipients)
+    assert set(references.values()) == {1}
+    assert Counter(n.email_address for n in outbox) == Counter(a for a, _ in recipients)
+    assert {n.personalisation["url"] for n in outbox} == {p["url"] for _, p in recipients}
+
+
+def journal_dump(path: Path) -> str:
+    db = sqlite3.connect(path)
+    try:
+        return "\n".join(db.iterdump())
+    finally:
+        db.close()
+
+
+def journal_states(path: Path) -> Counter[str]:
+    db = sqlite3.connect(path)
+    try:
+        return Counter(state for (state,) in db.execute("SELECT state FROM recipients"))
+    finally:
+        db.close()
+
+
+def test_every_recipient_is_sent_once_and_the_journal_holds_no_personal_data(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    app = make_app()
+    good = people(120)
+    recipients: list[Any] = [*good, ("not an address", {"url": "x"}), good[7], 42]
+    journal = tmp_path / "run.journal"
+    finished: list[BulkReport] = []
+
+    def on_finished(sender: Flask, report: BulkReport, **_: Any) -> None:
+        finished.append(report)
+
+    signals.bulk_finished.connect(on_finished, sender=app)
+    try:
+        with record(app) as sent:
+            report = mailer_of(app).send_bulk("reset_password", recipients, journal=journal)
+    finally:
+        signals.bulk_finished.disconnect(on_finished)
+
+    assert_exactly_once(sandbox, good)
+    assert (report.total, report.sent, report.duplicates, report.already_sent) == (123, 120, 1, 0)
+    assert [(f.row, f.error_class) for f in report.failures] == [
+        (121, "InvalidEmailAddressError"),
+        (123, "InvalidPersonalisationError"),
+    ]
+    assert report.complete and not report.ok
+    assert len(sent) == 120
+    assert finished == [report]
+    assert journal_states(journal) == {"sent": 120, "failed": 2, "skipped": 1}
+    dump = journal_dump(journal)
+    ids = {n.id for n in sandbox.state.outbox()}
+    assert all(notification_id in dump for notification_id in ids)
+    for address, values in good:
+        assert address not in dump
+        assert address.split("@")[0] not in dump
+        assert values["url"] not in dump
+    assert "not an address" not in dump
+
+
+def test_a_second_run_with_the_journal_sends_nothing_again(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    mailer = mailer_of(make_app())
+    recipients = people(60)
+    journal = tmp_path / "run.journal"
+    first = mailer.send_bulk("reset_password", recipients, journal=journal)
+    skipped: list[str] = []
+
+    def on_skipped(sender: Flask, reference: str, **_: Any) -> None:
+        skipped.append(reference)
+
+    signals.email_skipped.connect(on_skipped)
+    try:
+        second = mailer.send_bulk("reset_password", recipients, journal=journal)
+    finally:
+        signals.email_skipped.disconnect(on_skipped)
+    assert (first.sent, second.sent, second.already_sent) == (60, 0, 60)
+    assert len(set(skipped)) == 60
+    assert second.ok
+    assert_exactly_once(sandbox, recipients)
+
+
+def test_the_journal_refuses_another_template_other_recipients_and_a_second_run(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    mailer = mailer_of(make_app())
+    recipients = people(5)
+    journal = tmp_path / "run.journal"
+    mailer.send_bulk("reset_password", recipients, journal=journal)
+
+    with pytest.raises(JournalError, match="made for template 0c2b8e7a"):
+        mailer.send_bulk(
+            "welcome",
+            [(a, {"name": "N", "framework": "F"}) for a, _ in recipients],
+            journal=journal,
+        )
+    changed = [*recipients[:4], (recipients[4][0], {"url": "https://other.example.gov.uk/"})]
+    with pytest.raises(JournalError, match="made for other recipients") as refused:
+        mailer.send_bulk("reset_password", changed, journal=journal)
+    assert "other.example" not in str(refused.value)
+    with pytest.raises(JournalError, match="made for other recipients"):
+        mailer.send_bulk("reset_password", list(reversed(recipients)), journal=journal)
+
+    holder = sqlite3.connect(journal)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(JournalError, match="in use by another bulk send"):
+            mailer.send_bulk("reset_password", recipients, journal=journal)
+    finally:
+        holder.close()
+
+    not_a_journal = tmp_path / "people.csv"
+    not_a_journal.write_text("email\nsomeone@example.gov.uk\n")
+    with pytest.raises(JournalError, match="not a flask-dmmail journal"):
+        mailer.send_bulk("reset_password", recipients, journal=not_a_journal)
+    assert len(sandbox.state.outbox()) == 5
+
+
+def test_options_and_template_are_checked_before_anything_happens(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    mailer = mailer_of(make_app())
+    journal = tmp_path / "run.journal"
+    with pytest.raises(UnknownTemplateError):
+        mailer.send_bulk("no_such_template", people(2), journal=journal)
+    for options in ({"rate": 0}, {"burst": 0}, {"concurrency": 0}, {"rate": True}):
+        with pytest.raises(InvalidOptionError):
+            mailer.send_bulk("reset_password", people(2), journal=journal, **options)
+    assert not journal.exists()
+    assert sandbox.state.outbox() == []
+
+
+def test_a_dry_run_sends_nothing_and_writes_no_journal(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    mailer = mailer_of(make_app())
+    recipients: list[Any] = [*people(30), ("bad@", {"url": "x"})]
+    journal = tmp_path / "run.journal"
+    with record() as sent:
+        report = mailer.send_bulk("reset_password", recipients, journal=journal, dry_run=True)
+    assert (report.sent, report.unsent, report.failed, report.dry_run) == (0, 30, 1, True)
+    assert not report.complete
+    assert not journal.exists()
+    assert sent == [] and sandbox.state.outbox() == []
+
+    mailer.send_bulk("reset_password", recipients[:10], journal=journal)
+    with pytest.raises(JournalError):
+        mailer.send_bulk("reset_password", recipients, journal=journal, dry_run=True)
+    again = mailer.send_bulk("reset_password", recipients[:10], journal=journal, dry_run=True)
+    assert (again.already_sent, again.unsent) == (10, 0)
+    assert len(sandbox.state.outbox()) == 10
+
+
+def test_redirected_emails_are_counted_and_keep_their_own_references(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    app = make_app(DM_NOTIFY_REDIRECT_DOMAINS_TO_ADDRESS={"example.com": "catch@example.gov.uk"})
+    recipients = people(6, domain="example.com") + people(4, start=6)
+    report = mailer_of(app).send_bulk("reset_password", recipients, journal=tmp_path / "j")
+    outbox = sandbox.state.outbox()
+    assert (report.sent, report.redirected) == (10, 6)
+    assert Counter(n.email_address for n in outbox)["catch@example.gov.uk"] == 6
+    assert len({n.reference for n in outbox}) == 10
+
+
+@pytest.mark.slow
+def test_two_thousand_sends_through_faults_arrive_exactly_once(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path, all_logs: RecordAll
+) -> None:
+    """10% 500s, 5% stored-then-dropped connections, 5% stored-then-stalled past the
+    client's timeout: every email ends up stored once, under its own reference."""
+    app = make_app(DM_NOTIFY_TIMEOUT=1.0, DM_NOTIFY_RETRY_BACKOFF=0.01)
+    sandbox.state.set_limits(rate_limit=1_000_000)
+    sandbox.state.set_faults(
+        error_rate=0.1, drop_rate=0.05, stall_rate=0.05, stall_seconds=3.0, seed=20
+    )
+    recipients = people(2000)
+    try:
+        report = mailer_of(app).send_bulk(
+            "reset_password",
+            recipients,
+            journal=tmp_path / "faults.journal",
+            rate=1_000_000,
+            concurrency=16,
+        )
+    finally:
+        sandbox.state.clear_faults()
+    assert_exactly_once(sandbox, recipients)
+    assert report.ok and report.sent == 2000
+    retried = Counter(
+        getattr(r, "error", None) for r in all_logs.records if r.getMessage().startswith("Notify")
+    )
+    assert retried["NotifyUnavailableError"] >= 100  # the faults really happened
+    assert journal_states(tmp_path / "faults.journal") == {"sent": 2000}
+
+
+def count_429s(logs: RecordAll) -> int:
+    return sum(getattr(r, "error", None) == "RateLimitError" for r in logs.records)
+
+
+@pytest.mark.slow
+def test_a_limiter_that_matches_the_servers_limit_never_gets_a_429(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path, all_logs: RecordAll
+) -> None:
+    """600 a minute: Notify's bucket holds 201 and refills 10 a second. 260 emails need the
+    bucket emptied and then 6 s of refill."""
+    sandbox.state.set_limits(rate_limit=600)
+    recipients = people(260)
+    report = mailer_of(make_app()).send_bulk(
+        "reset_password", recipients, journal=tmp_path / "rate.journal", rate=600
+    )
+    assert report.rate_limited == 0
+    assert count_429s(all_logs) == 0
+    assert report.ok
+    assert_exactly_once(sandbox, recipients)
+
+
+@pytest.mark.slow
+def test_429s_from_a_faster_limiter_slow_the_run_and_fail_no_one(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path, all_logs: RecordAll
+) -> None:
+    """The same server, a limiter ten times too fast (as when another process uses the
+    key): Notify answers 429s, and the run slows down instead of failing addresses."""
+    sandbox.state.set_limits(rate_limit=600)
+    recipients = people(260)
+    report = mailer_of(make_app()).send_bulk(
+        "reset_password", recipients, journal=tmp_path / "rate.journal", rate=6000
+    )
+    assert report.rate_limited > 0
+    assert count_429s(all_logs) == report.rate_limited
+    assert report.ok
+    assert_exactly_once(sandbox, recipients)
+
+
+class Crash(Exception):
+    """Stands for the process dying in the middle of a run."""
+
+
+def test_emails_in_flight_when_a_run_dies_are_looked_up_before_any_resend(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    mailer = mailer_of(make_app())
+    recipients = people(200)
+    journal = tmp_path / "crash.journal"
+    sandbox.state.set_faults(latency=0.02)
+
+    def crash(progress: BulkProgress) -> None:
+        if progress.sent >= 40:
+            raise Crash
+
+    with pytest.raises(Crash):
+        mailer.send_bulk(
+            "reset_password", recipients, journal=journal, concurrency=8, progress=crash
+        )
+    sandbox.state.clear_faults()
+    db = sqlite3.connect(journal)
+    in_flight = {
+        ref
+        for (ref,) in db.execute("SELECT reference FROM recipients WHERE state = ?", ("in-flight",))
+    }
+    db.close()
+    stored = {n.reference for n in sandbox.state.outbox()}
+    assert in_flight and len(stored) < 200
+    report = mailer.send_bulk("reset_password", recipients, journal=journal)
+    assert report.found_in_notify == len(in_flight & stored)
+    assert report.sent + report.already_sent == 200
+    assert report.ok
+    assert_exactly_once(sandbox, recipients)
+
+
+def test_an_error_every_email_would_hit_stops_the_run_and_the_resume_finishes(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    template_id = str(uuid.uuid4())  # not in the sandbox yet: Notify says template not found
+    mailer = mailer_of(make_app())
+    recipients = people(40)
+    journal = tmp_path / "abort.journal"
+    with pytest.raises(BulkAbortedError, match="TemplateNotFoundError") as stopped:
+        mailer.send_bulk(template_id, recipients, journal=journal)
+    report = stopped.value.report
+    assert report is not None and report.sent == 0 and report.failures == ()
+    assert report.unsent + report.in_doubt == 40 and not report.complete
+    assert sandbox.state.outbox() == []
+
+    sandbox.state.add_template(id=template_id, name="New", subject="Hi", body="((url))")
+    resumed = mailer.send_bulk(template_id, recipients, journal=journal)
+    assert resumed.ok and resumed.sent == 40
+    assert_exactly_once(sandbox, recipients)
