@@ -76,7 +76,9 @@ class AddressHasher:
 
     def hash_address(self, address: str) -> str:
         """A 24-character keyed hash of ``address``, safe for logs."""
-        message = b"to:" + normalise_address(address).encode("utf-8")
+        # surrogatepass: text that is not valid Unicode (it is refused before sending) still
+        # gets a hash, so a bad row or receipt can be logged and reported by its hash.
+        message = b"to:" + normalise_address(address).encode("utf-8", "surrogatepass")
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:24]
 
     def reference(self, address: str, template_id: str, personalisation: Mapping[str, Any]) -> str:

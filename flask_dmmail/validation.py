@@ -30,6 +30,7 @@ __all__ = [
     "check_reference",
     "check_scheduled_for",
     "check_uuid",
+    "is_unicode",
     "is_uuid",
 ]
 
@@ -128,9 +129,29 @@ def check_template_name(name: object, known: Mapping[str, str]) -> str:
     )
 
 
+def is_unicode(text: str) -> bool:
+    """False for text that holds a lone surrogate (what ``errors="surrogateescape"`` makes
+    of undecodable bytes): it cannot be encoded as UTF-8, so Notify cannot take it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_NOT_UNICODE = (
+    "is not valid Unicode text (it holds a lone surrogate, as text decoded with "
+    "errors='surrogateescape' does); decode the input properly before sending."
+)
+
+
 def _check_scalar(key: str, value: object, *, in_list: bool = False) -> None:
     where = f"the list under {key!r}" if in_list else f"{key!r}"
-    if value is None or isinstance(value, str | bool | int):
+    if isinstance(value, str):
+        if not is_unicode(value):
+            raise InvalidPersonalisationError(f"The value of {where} {_NOT_UNICODE}")
+        return
+    if value is None or isinstance(value, bool | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -161,6 +182,8 @@ def check_personalisation(personalisation: object) -> dict[str, Any]:
             raise InvalidPersonalisationError(
                 "Every personalisation key must be a non-empty string naming a placeholder."
             )
+        if not is_unicode(key):
+            raise InvalidPersonalisationError(f"A personalisation key {_NOT_UNICODE}")
         if isinstance(value, Attachment):
             pass
         elif isinstance(value, list | tuple):
@@ -181,6 +204,8 @@ def check_reference(reference: object) -> str:
         raise InvalidOptionError(
             "reference is empty: pass None to derive one, or a non-empty string."
         )
+    if not is_unicode(reference):
+        raise InvalidOptionError(f"reference {_NOT_UNICODE}")
     if len(reference) > MAX_REFERENCE_LENGTH:
         raise InvalidOptionError(
             f"reference is {len(reference)} characters long; Notify takes at most "
@@ -191,7 +216,7 @@ def check_reference(reference: object) -> str:
 
 def check_one_click_unsubscribe_url(url: object) -> str:
     """Return ``url`` if it is an absolute https URL, as Notify requires."""
-    if isinstance(url, str) and url.startswith("https"):
+    if isinstance(url, str) and url.startswith("https") and is_unicode(url):
         try:
             parsed = rfc3987.parse(url, rule="IRI")
         except ValueError:
