@@ -59,6 +59,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from . import signals
 from .notify import FAILED_STATUSES
+from .validation import is_unicode
 
 __all__ = [
     "MAILCHIMP_WEBHOOKS_BLUEPRINT",
@@ -146,15 +147,14 @@ def parse_delivery_receipt(data: object, hash_address: Any) -> DeliveryReceipt:
     ):
         raise InvalidReceipt("reference must be null or a string of at most 1000 characters.")
     to = data.get("to")
-    if not isinstance(to, str) or not to.strip() or len(to) > 320:
-        raise InvalidReceipt("to must be the recipient, a non-empty string.")
+    if not isinstance(to, str) or not to.strip() or len(to) > 320 or not is_unicode(to):
+        raise InvalidReceipt("to must be the recipient, a non-empty string of valid Unicode.")
     status = data.get("status")
     if not isinstance(status, str) or not _STATUS.match(status):
         raise InvalidReceipt("status must be a Notify status such as 'delivered'.")
     notification_type = data.get("notification_type")
-    if notification_type not in _NOTIFICATION_TYPES:
+    if not isinstance(notification_type, str) or notification_type not in _NOTIFICATION_TYPES:
         raise InvalidReceipt("notification_type must be 'email', 'sms' or 'letter'.")
-    assert isinstance(notification_type, str)
     template_id = _uuid(data, "template_id")
     version = data.get("template_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
