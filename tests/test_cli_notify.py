@@ -367,7 +367,12 @@ def sandbox_process(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
             from flask_dmmail import DMMail
 
             app = Flask(__name__)
-            app.config.update(DM_MAIL_SANDBOX=True, TESTING=True)
+            app.config.update(
+                SECRET_KEY="cli-sandbox",
+                DM_NOTIFY_KEY="unused-" + "-".join(["00000000-0000-4000-8000-000000000000"] * 2),
+                DM_NOTIFY_BASE_URL="http://127.0.0.1:9",
+                DM_MAIL_SANDBOX=False,
+            )
             DMMail(app)
             """
         ),
