@@ -1349,12 +1349,7 @@ class Audiences:
                 reply_to = check_email_address(reply_to)
             except InvalidEmailAddressError:
                 raise InvalidInputError("reply_to must be a valid email address.") from None
-        if not self.allow_unlisted_audiences and list_id not in self._listed:
-            raise UnlistedAudienceError(
-                f"The audience {list_id} is not in this environment's DM_MAILCHIMP_AUDIENCES, "
-                "and only those may get campaigns here. Use an audience name from the config, "
-                "or set DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES = True (production only)."
-            )
+        list_id = self.campaign_list_id(list_id)
         with self._reporting("send_campaign", list_id):
             result = self._send_campaign(list_id, title, subject, html, from_name, reply_to)
         if not result.already_sent:
@@ -1377,6 +1372,19 @@ class Audiences:
                 result=result,
             )
         return result
+
+    def campaign_list_id(self, audience: object) -> str:
+        """The list id of ``audience`` if it may get campaigns here: any audience when
+        DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES is true (production), else only those listed in
+        DM_MAILCHIMP_AUDIENCES. Raises UnlistedAudienceError otherwise."""
+        list_id = self.list_id(audience)
+        if not self.allow_unlisted_audiences and list_id not in self._listed:
+            raise UnlistedAudienceError(
+                f"The audience {list_id} is not in this environment's DM_MAILCHIMP_AUDIENCES, "
+                "and only those may get campaigns here. Use an audience name from the config, "
+                "or set DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES = True (production only)."
+            )
+        return list_id
 
     def find_campaign(self, audience: object, title: str) -> CampaignResult | None:
         """The first campaign (oldest) titled ``title`` for ``audience``, or None."""
