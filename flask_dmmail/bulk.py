@@ -53,7 +53,13 @@ from .errors import (
     RecipientsError,
     TemplateNotFoundError,
 )
-from .notify import NotificationStatus, PreparedEmail, SentEmail, backoff_delay
+from .notify import (
+    NotificationStatus,
+    PreparedEmail,
+    SentEmail,
+    backoff_delay,
+    sent_email_from_status,
+)
 from .validation import check_personalisation, check_template_name
 
 if TYPE_CHECKING:
@@ -681,6 +687,7 @@ class _Work:
     email: PreparedEmail
     lookup_first: bool
     requeues: int = 0
+    attempted: bool = False  # posted by this run
 
     def record(
         self, state: str, notification_id: str | None = None, error: str | None = None
@@ -942,11 +949,15 @@ class _BulkRun:
                     return _Result(work, "abort", error=error, ambiguous=True)
                 return _Result(work, "requeue", error=error, ambiguous=True)
             if found is not None:
+                if work.attempted:  # this run's own post got through after all
+                    return _Result(work, "sent", sent=self.recovered(email, found))
+                self.mailer._skipped(email)
                 return _Result(work, "found", found=found)
             work.lookup_first = False
         if not self.limiter.acquire(self.stop):
             return _Result(work, "unstarted")
         started = time.monotonic()
+        work.attempted = True
         try:
             sent = self.mailer.send_prepared(email, on_retry=self.on_retry)
         except _Abandon:
@@ -972,6 +983,20 @@ class _BulkRun:
             self.limiter.penalise()
         if self.stop.is_set() or not self.limiter.acquire(self.stop):
             raise _Abandon
+
+    def recovered(self, email: PreparedEmail, found: NotificationStatus) -> SentEmail:
+        """An email this run posted and Notify stored although the send failed (the
+        send path's last lookup failed too): logged and signalled as the send path does."""
+        sent = sent_email_from_status(email, found, self.mailer.notify.base_url)
+        logger.info(
+            "Email sent to Notify: notification %s, reference %s (found already stored after "
+            "a failed attempt)",
+            sent.id,
+            sent.reference,
+            extra=self.mailer._fields(email, notification_id=sent.id, recovered=True),
+        )
+        signals.email_sent.send(self.mailer.app, email=sent)
+        return sent
 
     def lookup(self, reference: str) -> NotificationStatus | None:
         """Notify's notification with this reference, whatever its status; retries
@@ -1052,7 +1077,6 @@ class _BulkRun:
             assert result.found is not None
             self.already_sent += 1
             self.found += 1
-            self.mailer._skipped(work.email)
             return [work.record(_SENT, result.found.id)]
         if outcome == "failed":
             assert error is not None

@@ -228,17 +228,19 @@ def test_two_thousand_sends_through_faults_arrive_exactly_once(
     )
     recipients = people(2000)
     try:
-        report = mailer_of(app).send_bulk(
-            "reset_password",
-            recipients,
-            journal=tmp_path / "faults.journal",
-            rate=1_000_000,
-            concurrency=16,
-        )
+        with record(app) as sent:
+            report = mailer_of(app).send_bulk(
+                "reset_password",
+                recipients,
+                journal=tmp_path / "faults.journal",
+                rate=1_000_000,
+                concurrency=16,
+            )
     finally:
         sandbox.state.clear_faults()
     assert_exactly_once(sandbox, recipients)
     assert report.ok and report.sent == 2000
+    assert len({email.reference for email in sent}) == len(sent) == 2000
     retried = Counter(
         getattr(r, "error", None) for r in all_logs.records if r.getMessage().startswith("Notify")
     )

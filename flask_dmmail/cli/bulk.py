@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+from flask.cli import with_appcontext
 
 from ..bulk import (
     AudienceSource,
@@ -202,6 +203,7 @@ def _params(params: dict[str, Any]) -> list[str]:
     default=None,
     help="Show a progress bar on stderr (default: when stderr is a terminal).",
 )
+@with_appcontext
 def bulk_send(
     template: str,
     csv_path: Path | None,

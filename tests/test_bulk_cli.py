@@ -1,0 +1,271 @@
+"""``flask dmmail bulk-send``: in-process through Flask's CLI runner, and as a real
+``flask`` process that is killed (SIGKILL) or interrupted (SIGINT) halfway, against a
+standalone sandbox that outlives it."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from flask import Flask
+
+from flask_dmmail.sandbox import Sandbox
+
+from .conftest import SEED
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_csv(path: Path, rows: Sequence[Sequence[str]], header: Sequence[str]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def people(count: int, start: int = 0) -> list[list[str]]:
+    return [
+        [f"person{i}@example.gov.uk", f"https://reset.example.gov.uk/{i}"]
+        for i in range(start, start + count)
+    ]
+
+
+def assert_exactly_once(sandbox: Sandbox, rows: Sequence[Sequence[str]]) -> None:
+    outbox = sandbox.state.outbox()
+    assert len(outbox) == len(rows)
+    assert set(Counter(n.reference for n in outbox).values()) == {1}
+    assert Counter(n.email_address for n in outbox) == Counter(row[0] for row in rows)
+
+
+def states(journal: Path) -> Counter[str]:
+    db = sqlite3.connect(journal)
+    try:
+        return Counter(state for (state,) in db.execute("SELECT state FROM recipients"))
+    finally:
+        db.close()
+
+
+# -- in-process, through Flask's CLI runner -------------------------------------------------
+
+
+@pytest.fixture
+def invoke(make_app: Callable[..., Flask]) -> Callable[..., Result]:
+    app = make_app()
+    runner = app.test_cli_runner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(args=["dmmail", "bulk-send", *args])
+
+    return run
+
+
+def test_help_describes_the_command(invoke: Callable[..., Result]) -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    text = result.output
+    for option in (
+        "--csv",
+        "--audience",
+        "--journal",
+        "--rate",
+        "--concurrency",
+        "--dry-run",
+        "--failures",
+    ):
+        assert option in text
+    assert "exactly once" in text and "same command again" in text
+
+
+def test_a_csv_with_bad_rows_sends_the_rest_and_lists_the_bad_rows(
+    invoke: Callable[..., Result], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    good = people(20)
+    rows = [
+        *good[:2],
+        ["not-an-address", "https://x"],
+        *good[2:5],
+        ["short-row@example.gov.uk"],
+        *good[5:],
+    ]
+    source = write_csv(tmp_path / "people.csv", rows, header=["Email", "URL"])
+    failures = tmp_path / "failures.csv"
+    result = invoke(
+        "reset_password",
+        "--csv",
+        str(source),
+        "--journal",
+        str(tmp_path / "j"),
+        "--failures",
+        str(failures),
+    )
+    assert result.exit_code == 1
+    with failures.open(encoding="utf-8") as handle:
+        listed = list(csv.DictReader(handle))
+    assert [(r["row"], r["error_class"]) for r in listed] == [
+        ("4", "InvalidEmailAddressError"),
+        ("8", "InvalidPersonalisationError"),
+    ]
+    assert_exactly_once(sandbox, good)
+    output = result.output
+    assert "sent:                     20" in output and "failed:                   2" in output
+    for text in (output, failures.read_text(encoding="utf-8")):
+        assert "example.gov.uk" not in text
+        assert "not-an-address" not in text and "short-row" not in text
+
+
+def test_a_dry_run_sends_nothing(
+    invoke: Callable[..., Result], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = write_csv(tmp_path / "people.csv", people(15), header=["email address", "url"])
+    journal = tmp_path / "j"
+    result = invoke("reset_password", "--csv", str(source), "--journal", str(journal), "--dry-run")
+    assert result.exit_code == 0
+    assert "would send:               15" in result.output
+    assert sandbox.state.outbox() == []
+    assert not journal.exists()
+
+
+def test_the_journal_refuses_a_different_input(
+    invoke: Callable[..., Result], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    journal = tmp_path / "j"
+    first = write_csv(tmp_path / "first.csv", people(5), header=["email", "url"])
+    assert invoke("reset_password", "--csv", str(first), "--journal", str(journal)).exit_code == 0
+    second = write_csv(tmp_path / "second.csv", people(5, start=5), header=["email", "url"])
+    result = invoke("reset_password", "--csv", str(second), "--journal", str(journal))
+    assert result.exit_code == 1
+    assert "made for other recipients" in result.output
+    assert len(sandbox.state.outbox()) == 5
+
+
+def test_bad_usage_is_refused(
+    invoke: Callable[..., Result], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = write_csv(tmp_path / "people.csv", people(2), header=["email", "url"])
+    no_email = write_csv(tmp_path / "no_email.csv", people(2), header=["address", "url"])
+    journal = str(tmp_path / "j")
+    assert invoke("reset_password", "--journal", journal).exit_code == 2
+    both = invoke("reset_password", "--csv", str(source), "--audience", "x", "--journal", journal)
+    assert both.exit_code == 2
+    since = invoke(
+        "reset_password", "--csv", str(source), "--since", "2024-01-01", "--journal", journal
+    )
+    assert since.exit_code == 2
+    missing = invoke("reset_password", "--csv", str(no_email), "--journal", journal)
+    assert missing.exit_code == 1
+    assert "column named 'email'" in missing.output
+    assert sandbox.state.outbox() == []
+
+
+# -- a real process, killed and interrupted ---------------------------------------------------
+
+
+@pytest.fixture
+def standalone() -> Iterator[Sandbox]:
+    """A sandbox of this test's own: it outlives the processes the test kills."""
+    sandbox = Sandbox.start(seed=SEED)
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+def start_bulk(sandbox: Sandbox, *args: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "DM_NOTIFY_KEY": sandbox.keys.test,
+        "DM_NOTIFY_BASE_URL": sandbox.url,
+        "DM_NOTIFY_TIMEOUT": "2",
+        "DM_NOTIFY_RETRY_BACKOFF": "0.01",
+    }
+    env.pop("FLASK_APP", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "tests.bulk_app", "dmmail", "bulk-send", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_outbox(sandbox: Sandbox, count: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while len(sandbox.state.outbox()) < count:
+        assert process.poll() is None, "the run ended before it could be stopped"
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.005)
+
+
+@pytest.mark.slow
+def test_a_run_killed_three_times_then_resumed_sends_each_email_exactly_once(
+    standalone: Sandbox, tmp_path: Path
+) -> None:
+    rows = people(400)
+    source = write_csv(tmp_path / "people.csv", rows, header=["email", "url"])
+    journal = tmp_path / "crash.journal"
+    args = ("reset_password", "--csv", str(source), "--journal", str(journal), "--concurrency", "4")
+    standalone.state.set_faults(latency=0.02)
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    in_flight_after_kills = 0
+    for _ in range(3):
+        stored = len(standalone.state.outbox())
+        process = start_bulk(standalone, *args)
+        wait_for_outbox(standalone, stored + rng.randint(5, (len(rows) - stored) // 3), process)
+        time.sleep(rng.uniform(0, 0.05))
+        process.kill()  # SIGKILL: no clean-up of any kind
+        process.communicate(timeout=30)
+        assert process.returncode == -signal.SIGKILL, f"seed {seed}"
+        in_flight_after_kills += states(journal)["in-flight"]
+    assert len(standalone.state.outbox()) < len(rows), f"seed {seed}"
+    assert in_flight_after_kills > 0, f"seed {seed}: no kill left an email in doubt"
+
+    final = start_bulk(standalone, *args)
+    out, err = final.communicate(timeout=60)
+    assert final.returncode == 0, (seed, out, err)
+    assert_exactly_once(standalone, rows)
+    assert states(journal) == {"sent": 400}
+    assert "example.gov.uk" not in out + err
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(
+    standalone: Sandbox, tmp_path: Path
+) -> None:
+    rows = people(300)
+    source = write_csv(tmp_path / "people.csv", rows, header=["email", "url"])
+    journal = tmp_path / "sigint.journal"
+    args = ("reset_password", "--csv", str(source), "--journal", str(journal), "--concurrency", "4")
+    standalone.state.set_faults(latency=0.02)
+    process = start_bulk(standalone, *args)
+    wait_for_outbox(standalone, 40, process)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, (out, err)
+    assert "To resume, run the same command again:" in err
+    assert f"dmmail bulk-send reset_password --csv {source} --journal {journal}" in err
+    assert "Stopped on request" in err
+    sent_before = len(standalone.state.outbox())
+    assert sent_before < len(rows)
+    left = states(journal)
+    assert left["in-flight"] == 0 and left["sent"] == sent_before  # the journal is consistent
+    assert "example.gov.uk" not in out + err
+
+    resumed = start_bulk(standalone, *args)
+    out, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, (out, err)
+    assert f"skipped as already sent:  {sent_before}" in out
+    assert_exactly_once(standalone, rows)
