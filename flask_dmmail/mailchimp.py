@@ -1387,14 +1387,16 @@ class Audiences:
         return list_id
 
     def find_campaign(self, audience: object, title: str) -> CampaignResult | None:
-        """The first campaign (oldest) titled ``title`` for ``audience``, or None."""
+        """The first (oldest) campaign titled ``title`` for ``audience``, or None;
+        ``already_sent`` is False when it is still a draft."""
         list_id = self.list_id(audience)
         wanted = _text(title, "The campaign title", limit=100)
         with self._reporting("find_campaign", list_id):
             found = self._campaigns_titled(list_id, wanted)
         if not found:
             return None
-        return _campaign_result(found[0], list_id, wanted, already_sent=True)
+        sent = found[0].get("status") not in _DRAFT_STATUSES
+        return _campaign_result(found[0], list_id, wanted, already_sent=sent)
 
     def _campaigns_titled(self, list_id: str, title: str) -> list[dict[str, Any]]:
         def fetch(client: Any, offset: int) -> Any:
@@ -1424,7 +1426,9 @@ class Audiences:
             if (campaign.get("settings") or {}).get("title") == title
             and (campaign.get("recipients") or {}).get("list_id", list_id) == list_id
         ]
-        found.sort(key=lambda c: (str(c.get("create_time", "")), str(c.get("id", ""))))
+        # Oldest first. Mailchimp's own order (create_time ASC) is kept inside one second:
+        # ids are random, so sorting by them would not give the creation order.
+        found.sort(key=lambda c: str(c.get("create_time", "")))
         return found
 
     def _send_campaign(
