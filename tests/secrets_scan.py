@@ -19,6 +19,12 @@ At the end of the session every collected text is searched (ignoring case) for e
 secret of at least :data:`MIN_SECRET_LENGTH` characters. A hit fails the run (exit status 1)
 and the terminal summary says where it was (source, test, an excerpt with the secret
 blanked out), never what it was.
+
+Output whose purpose is to disclose (``flask dmmail mailchimp export`` writes addresses,
+``preview --show-body`` the filled text) is left out of the scan with
+``with disclosure_allowed("why"):`` around it, or the marker
+``@pytest.mark.discloses_personal_data("why")`` on the test: nothing is collected while
+either is active.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ __all__ = [
     "MIN_SECRET_LENGTH",
     "Finding",
     "SecretScanner",
+    "disclosure_allowed",
     "record_output",
     "register_secret",
     "scanner",
@@ -71,6 +78,7 @@ class SecretScanner:
         self._secrets: dict[str, str] = {}
         self._texts: dict[str, tuple[str, str]] = {}
         self.current_test = "(outside any test)"
+        self.allowed = 0  # > 0 while a disclosure is allowed: nothing is collected
 
     def register(self, value: object, kind: str = "value") -> None:
         """Add ``value`` (a string, or a list/tuple/dict of strings) to the secrets."""
@@ -91,7 +99,7 @@ class SecretScanner:
 
     def record(self, source: str, text: object) -> None:
         """Keep ``text`` to be searched at the end of the session."""
-        if not isinstance(text, str) or not text:
+        if not isinstance(text, str) or not text or self.allowed:
             return
         with self._lock:
             self._texts.setdefault(text, (source, self.current_test))
@@ -114,23 +122,24 @@ class SecretScanner:
         lowered = [text.lower() for text, _ in texts]
         # One pass over everything per secret; only texts that hold one are looked at again.
         joined = "\x00".join(lowered)
+        ordered = sorted(secrets.items(), key=lambda item: -len(item[0]))
         found: list[Finding] = []
         for secret, kind in secrets.items():
             if secret not in joined:
                 continue
             for (_, (source, test)), low in zip(texts, lowered, strict=True):
-                at = low.find(secret)
-                if at >= 0:
-                    found.append(Finding(kind, source, test, self._excerpt(low, at, secrets)))
+                if secret in low:
+                    found.append(Finding(kind, source, test, self._excerpt(low, kind, ordered)))
         return found
 
     @staticmethod
-    def _excerpt(text: str, at: int, secrets: dict[str, str]) -> str:
-        start = max(0, at - 60)
-        window = text[start : at + 200]
-        for secret, kind in sorted(secrets.items(), key=lambda s: -len(s[0])):
-            window = window.replace(secret, f"<{kind}>")
-        return window.replace("\n", " ")[:240]
+    def _excerpt(text: str, kind: str, ordered: list[tuple[str, str]]) -> str:
+        """Around the first ``<kind>``, after every secret in the whole text is blanked
+        (blanking only a window could leave part of a secret at its edge)."""
+        for secret, secret_kind in ordered:
+            text = text.replace(secret, f"<{secret_kind}>")
+        at = max(0, text.find(f"<{kind}>"))
+        return text[max(0, at - 60) : at + 180].replace("\n", " ")
 
 
 def _record_text(record: logging.LogRecord) -> str:
@@ -165,6 +174,18 @@ def register_secret(*values: object, kind: str = "value") -> None:
     """Values that must never appear in a log record, an exception message or CLI output."""
     for value in values:
         scanner.register(value, kind)
+
+
+@contextlib.contextmanager
+def disclosure_allowed(reason: str) -> Iterator[None]:
+    """Collect nothing inside the block: output that is meant to show personal data."""
+    if not reason:
+        raise ValueError("say why the disclosure is allowed")
+    scanner.allowed += 1
+    try:
+        yield
+    finally:
+        scanner.allowed -= 1
 
 
 def record_output(source: str, text: str) -> None:
@@ -228,6 +249,11 @@ def _install(target: SecretScanner) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "discloses_personal_data(reason): the test's output is meant to show personal data; "
+        "the secrets scan collects nothing while it runs",
+    )
     _install(scanner)
 
 
@@ -269,9 +295,15 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 @pytest.fixture(autouse=True)
 def _register_sandbox_keys(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Register the session sandbox's API keys for every test that uses it."""
+    """Register the session sandbox's API keys for every test that uses it; honour the
+    ``discloses_personal_data`` marker."""
     if "notify_sandbox" in request.fixturenames:
         sandbox = request.getfixturevalue("notify_sandbox")
         for key in (sandbox.keys.test, sandbox.keys.team, sandbox.keys.live):
             scanner.register(key[-36:], "api key")
-    yield
+    marker = request.node.get_closest_marker("discloses_personal_data")
+    if marker is None:
+        yield
+        return
+    with disclosure_allowed(str(marker.args[0] if marker.args else marker.name)):
+        yield

@@ -88,6 +88,28 @@ LEAKS = {
     """,
 }
 
+ALLOWED = {
+    "context manager": f"""
+        import logging
+        from tests.secrets_scan import disclosure_allowed, register_secret
+
+        def test_export():
+            register_secret("{PLANTED}", kind="recipient")
+            with disclosure_allowed("an export writes addresses"):
+                logging.getLogger("export").info("row: %s", "{PLANTED}")
+    """,
+    "marker": f"""
+        import logging
+        import pytest
+        from tests.secrets_scan import register_secret
+
+        @pytest.mark.discloses_personal_data("an export writes addresses")
+        def test_export():
+            register_secret("{PLANTED}", kind="recipient")
+            logging.getLogger("export").info("row: %s", "{PLANTED}")
+    """,
+}
+
 CLEAN = f"""
     import logging
     from tests.secrets_scan import register_secret
@@ -155,3 +177,26 @@ def test_scanner_matches_ignoring_case_and_blanks_the_secret() -> None:
         assert finding.source == "cli"
         assert "zebedee" not in finding.excerpt and "lovelace" not in finding.excerpt
         assert "<personalisation>" in finding.excerpt and "<recipient>" in finding.excerpt
+
+
+@pytest.mark.parametrize("how", sorted(ALLOWED))
+def test_an_allowed_disclosure_is_not_scanned(tmp_path: Path, how: str) -> None:
+    result = run_session(tmp_path, ALLOWED[how])
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report
+    assert "nothing leaked" in report
+
+
+def test_an_excerpt_never_shows_part_of_a_secret_at_its_edge() -> None:
+    scanner = SecretScanner()
+    scanner.register("Philomena Cunegonde", "personalisation")
+    scanner.register("edge.case@example.gov.uk", "recipient")
+    # the address sits 70 characters in, so a window starting 60 before it would begin
+    # inside the name
+    text = "Philomena Cunegonde" + "." * 51 + "edge.case@example.gov.uk"
+    scanner.record("cli", text)
+    excerpts = [f.excerpt for f in scanner.findings()]
+    assert len(excerpts) == 2
+    for excerpt in excerpts:
+        assert "cunegonde" not in excerpt and "philomena" not in excerpt
+        assert "edge.case" not in excerpt
