@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 from markupsafe import Markup
 
+from .mailchimp.state import MEMBER_STATUSES
 from .render import render_email_html
 from .state import Notification, SandboxState
 
@@ -39,7 +40,19 @@ _STATUS_CLASSES = {
 #: The navigation's links, as ``(endpoint, label)``. Other sandbox pages (Mailchimp's
 #: audiences and campaigns) extend ``dmmail_sandbox_base.html`` and pass ``nav_links`` with
 #: theirs added, or fill its ``nav_extra`` block.
-NAV_LINKS: tuple[tuple[str, str], ...] = (("dmmail_outbox.index", "Notify outbox"),)
+NAV_LINKS: tuple[tuple[str, str], ...] = (
+    ("dmmail_outbox.index", "Notify outbox"),
+    ("dmmail_outbox.mailchimp_index", "Mailchimp"),
+)
+
+#: The colour class of each Mailchimp member status.
+_MEMBER_CLASSES = {
+    "subscribed": "green",
+    "pending": "blue",
+    "unsubscribed": "red",
+    "cleaned": "red",
+}
+_MEMBERS_SHOWN = 500
 
 
 def _format_time(value: datetime | None) -> str:
@@ -93,6 +106,10 @@ def outbox_blueprint(state: SandboxState) -> Blueprint:
             "key_type_names": KEY_TYPE_NAMES,
             "status_classes": _STATUS_CLASSES,
             "format_size": _format_size,
+            "member_classes": _MEMBER_CLASSES,
+            "nav_current": "dmmail_outbox.mailchimp_index"
+            if (request.endpoint or "").startswith("dmmail_outbox.mailchimp")
+            else "dmmail_outbox.index",
         }
 
     @bp.get("/")
@@ -117,5 +134,47 @@ def outbox_blueprint(state: SandboxState) -> Blueprint:
             notification=notification,
             body_html=Markup(render_email_html(notification.body)),
         ), 200
+
+    # ---- Mailchimp: audiences, their members, the campaigns sent
+
+    @bp.get("/mailchimp/")
+    def mailchimp_index() -> str:
+        """Every audience with its counts, and every campaign sent."""
+        mailchimp = state.mailchimp
+        drafts = sum(1 for c in mailchimp.campaigns() if c["status"] in ("save", "paused"))
+        return render_template(
+            "dmmail_sandbox_mailchimp.html",
+            audiences=mailchimp.lists(),
+            campaigns=list(reversed(mailchimp.sent_campaigns())),
+            drafts=drafts,
+        )
+
+    @bp.get("/mailchimp/audience/<list_id>")
+    def mailchimp_audience(list_id: str) -> tuple[str, int]:
+        """The members of one audience (the first 500; ``?status=`` filters)."""
+        mailchimp = state.mailchimp
+        audience = next((a for a in mailchimp.lists() if a["id"] == list_id), None)
+        if audience is None:
+            return render_template("dmmail_sandbox_mailchimp_missing.html", what="audience"), 404
+        status = request.args.get("status") or None
+        if status not in (None, *MEMBER_STATUSES):
+            status = None
+        return render_template(
+            "dmmail_sandbox_audience.html",
+            audience=audience,
+            status=status,
+            statuses=MEMBER_STATUSES,
+            members=mailchimp.members(list_id, status=status, count=_MEMBERS_SHOWN),
+            total=mailchimp.member_count(list_id, status),
+        ), 200
+
+    @bp.get("/mailchimp/campaign/<campaign_id>")
+    def mailchimp_campaign(campaign_id: str) -> tuple[str, int]:
+        """One sent campaign, its HTML in a sandboxed frame."""
+        sent = {c.id: c for c in state.mailchimp.sent_campaigns()}
+        campaign = sent.get(campaign_id)
+        if campaign is None:
+            return render_template("dmmail_sandbox_mailchimp_missing.html", what="campaign"), 404
+        return render_template("dmmail_sandbox_campaign.html", campaign=campaign), 200
 
     return bp
