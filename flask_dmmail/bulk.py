@@ -28,7 +28,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from os import PathLike
 from pathlib import Path
 from queue import Empty, Queue
@@ -341,13 +341,16 @@ class CsvSource(RecipientSource):
 
 
 class _Members(Protocol):
-    def members(self, audience: str, *, status: str = ..., since: Any = ...) -> Iterable[Any]: ...
+    def members(
+        self, audience: str, *, status: str = ..., since: Any = ..., fields: Sequence[str] = ...
+    ) -> Iterable[Any]: ...
 
 
 class AudienceSource(RecipientSource):
     """The members of a Mailchimp audience (a name from ``DM_MAILCHIMP_AUDIENCES``) with a
-    ``status`` (default subscribed), optionally only those subscribed ``since`` a time,
-    through ``Mailer.mailchimp.members``. ``personalisation`` goes to every member."""
+    ``status`` (default subscribed), optionally only those changed ``since`` a time (when
+    they subscribed, for subscribed members), through ``Mailer.mailchimp.members``.
+    ``personalisation`` goes to every member."""
 
     positional = False
     description = "Mailchimp audience"
@@ -357,7 +360,7 @@ class AudienceSource(RecipientSource):
         audience: str,
         *,
         status: str = "subscribed",
-        since: datetime | str | None = None,
+        since: date | str | None = None,
         personalisation: Mapping[str, Any] | None = None,
     ) -> None:
         self.audience = audience
@@ -373,7 +376,10 @@ class AudienceSource(RecipientSource):
                 "an audience. Send from a CSV file instead."
             )
         try:
-            for member in audiences.members(self.audience, status=self.status, since=self.since):
+            members = audiences.members(
+                self.audience, status=self.status, since=self.since, fields=()
+            )
+            for member in members:
                 address = (
                     member.get("email_address")
                     if isinstance(member, Mapping)
@@ -387,7 +393,7 @@ class AudienceSource(RecipientSource):
 
     def identity(self, hasher: AddressHasher, template_id: str) -> str:
         # A keyed digest (a derived reference), so the journal holds no personalisation.
-        since = self.since.isoformat() if isinstance(self.since, datetime) else self.since
+        since = self.since.isoformat() if isinstance(self.since, date) else self.since
         return hasher.reference(
             f"audience:{self.audience}:{self.status}:{since}", template_id, self.personalisation
         )

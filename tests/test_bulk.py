@@ -1,6 +1,8 @@
 """Bulk sending through the public API (Mailer.send_bulk) against the sandbox, with the
 real Notify client: exactly once under faults, resume, rate limits, journal checks."""
 
+# ruff: noqa: F811  (the fixtures imported from tests.mailchimp_support are parameters)
+
 from __future__ import annotations
 
 import sqlite3
@@ -14,7 +16,7 @@ import pytest
 from flask import Flask
 
 from flask_dmmail import Mailer, signals
-from flask_dmmail.bulk import BulkProgress, BulkReport
+from flask_dmmail.bulk import AudienceSource, BulkProgress, BulkReport
 from flask_dmmail.errors import (
     BulkAbortedError,
     InvalidOptionError,
@@ -22,9 +24,11 @@ from flask_dmmail.errors import (
     UnknownTemplateError,
 )
 from flask_dmmail.sandbox import Sandbox
+from flask_dmmail.sandbox.mailchimp import MailchimpState
 from flask_dmmail.testing import record
+from tests.mailchimp_support import SUPPLIERS, make_mc_app, mc_state  # noqa: F401  (fixtures)
 
-from .conftest import RecordAll
+from .conftest import TEMPLATES, RecordAll
 
 Recipients = list[tuple[str, dict[str, Any]]]
 
@@ -49,8 +53,9 @@ def assert_exactly_once(sandbox: Sandbox, recipients: Recipients) -> None:
     references = Counter(n.reference for n in outbox)
     assert len(outbox) == len(recipients)
     assert set(references.values()) == {1}
-    assert Counter(n.email_address for n in outbox) == Counter(a for a, _ in recipients)
-    assert {n.personalisation["url"] for n in outbox} == {p["url"] for _, p in recipients}
+    assert Counter((n.email_address, tuple(sorted(n.personalisation.items()))) for n in outbox) == (
+        Counter((a, tuple(sorted(p.items()))) for a, p in recipients)
+    )
 
 
 def journal_dump(path: Path) -> str:
@@ -340,3 +345,41 @@ def test_an_error_every_email_would_hit_stops_the_run_and_the_resume_finishes(
     resumed = mailer.send_bulk(template_id, recipients, journal=journal)
     assert resumed.ok and resumed.sent == 40
     assert_exactly_once(sandbox, recipients)
+
+
+# -- a Mailchimp audience ("the new framework is coming") -----------------------------------
+
+
+@pytest.fixture
+def audience_app(sandbox: Sandbox, make_mc_app: Callable[..., Flask]) -> Flask:
+    return make_mc_app(DM_NOTIFY_TEMPLATES=TEMPLATES)
+
+
+def test_an_audience_is_sent_once_and_a_resume_reaches_newcomers_only(
+    audience_app: Flask, mc_state: MailchimpState, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    first = [f"supplier{i}@example.gov.uk" for i in range(30)]
+    mc_state.add_members(SUPPLIERS, first)
+    mc_state.add_members(SUPPLIERS, ["gone@example.gov.uk"], status="unsubscribed")
+    values = {"name": "Supplier", "framework": "G-Cloud 15"}
+    journal = tmp_path / "audience.journal"
+    mailer = mailer_of(audience_app)
+
+    report = mailer.send_bulk(
+        "welcome", AudienceSource("suppliers", personalisation=values), journal=journal
+    )
+    assert (report.total, report.sent) == (30, 30) and report.ok
+    newcomers = [f"new{i}@example.gov.uk" for i in range(5)]
+    mc_state.add_members(SUPPLIERS, newcomers)
+    again = mailer.send_bulk(
+        "welcome", AudienceSource("suppliers", personalisation=values), journal=journal
+    )
+    assert (again.total, again.sent, again.already_sent) == (35, 5, 30)
+    assert_exactly_once(sandbox, [(address, values) for address in first + newcomers])
+
+    with pytest.raises(JournalError, match="made for other recipients"):
+        mailer.send_bulk(
+            "welcome",
+            AudienceSource("suppliers", personalisation={**values, "framework": "DOS 7"}),
+            journal=journal,
+        )

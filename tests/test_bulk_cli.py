@@ -2,9 +2,12 @@
 ``flask`` process that is killed (SIGKILL) or interrupted (SIGINT) halfway, against a
 standalone sandbox that outlives it."""
 
+# ruff: noqa: F811  (the fixtures imported from tests.mailchimp_support are parameters)
+
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import signal
@@ -21,8 +24,10 @@ from click.testing import Result
 from flask import Flask
 
 from flask_dmmail.sandbox import Sandbox
+from flask_dmmail.sandbox.mailchimp import MailchimpState
+from tests.mailchimp_support import SUPPLIERS, make_mc_app, mc_state  # noqa: F401  (fixtures)
 
-from .conftest import SEED
+from .conftest import SEED, TEMPLATES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -269,3 +274,22 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(
     assert resumed.returncode == 0, (out, err)
     assert f"skipped as already sent:  {sent_before}" in out
     assert_exactly_once(standalone, rows)
+
+
+def test_an_audience_with_personalisation_from_a_file(
+    sandbox: Sandbox, make_mc_app: Callable[..., Flask], mc_state: MailchimpState, tmp_path: Path
+) -> None:
+    members = [f"supplier{i}@example.gov.uk" for i in range(12)]
+    mc_state.add_members(SUPPLIERS, members)
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps({"name": "Supplier", "framework": "G-Cloud 15"}))
+    runner = make_mc_app(DM_NOTIFY_TEMPLATES=TEMPLATES).test_cli_runner()
+    args = ["dmmail", "bulk-send", "welcome", "--audience", "suppliers"]
+    args += ["--personalisation", str(values), "--journal", str(tmp_path / "j")]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
+    assert "sent:                     12" in result.output
+    outbox = sandbox.state.outbox()
+    assert sorted(n.email_address for n in outbox) == sorted(members)
+    assert {n.personalisation["framework"] for n in outbox} == {"G-Cloud 15"}
+    assert "example.gov.uk" not in result.output and "G-Cloud" not in result.output

@@ -161,7 +161,7 @@ def _params(params: dict[str, Any]) -> list[str]:
 @click.option(
     "--since",
     type=click.DateTime(),
-    help="With --audience: only members who subscribed since this date.",
+    help="With --audience: only members who subscribed (or changed) since this date.",
 )
 @click.option(
     "--personalisation",
