@@ -89,6 +89,8 @@ NOTIFY_RATE_LIMIT = 3000
 EXPECTED_LATENCY = 0.2
 #: Never more sender threads than this, unless asked for.
 MAX_CONCURRENCY = 64
+#: Never more sender threads than this.
+MAX_THREADS = 256
 #: Seconds of send-to-arrival jitter the client bucket leaves room for in Notify's bucket.
 JITTER_ALLOWANCE = 1.0
 #: How often one email goes back to the queue after transient failures before it fails.
@@ -402,7 +404,7 @@ class AudienceSource(RecipientSource):
 def _source(recipients: RecipientSource | Iterable[Any]) -> RecipientSource:
     if isinstance(recipients, RecipientSource):
         return recipients
-    if isinstance(recipients, str | bytes | PathLike):
+    if isinstance(recipients, str | bytes | PathLike) or not isinstance(recipients, Iterable):
         raise RecipientsError(
             "recipients must be (address, personalisation) pairs, a CsvSource or an "
             "AudienceSource; for a CSV file pass CsvSource(path)."
@@ -1271,15 +1273,17 @@ def send_bulk(
     if (
         isinstance(per_minute, bool)
         or not isinstance(per_minute, int | float)
-        or not per_minute >= 1
+        or not 1 <= per_minute < math.inf
     ):
         raise InvalidOptionError("rate must be a number of requests per minute, at least 1.")
     if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
         raise InvalidOptionError("burst must be a whole number of requests, at least 1.")
     if concurrency is not None and (
-        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        isinstance(concurrency, bool)
+        or not isinstance(concurrency, int)
+        or not 1 <= concurrency <= MAX_THREADS
     ):
-        raise InvalidOptionError("concurrency must be a whole number, at least 1.")
+        raise InvalidOptionError(f"concurrency must be a whole number from 1 to {MAX_THREADS}.")
     run = _BulkRun(
         mailer,
         template_id,

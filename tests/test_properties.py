@@ -439,6 +439,8 @@ RECIPIENTS = st.one_of(
     st.lists(RECIPIENT_ITEMS, max_size=3).map(iter),
     st.text(max_size=10),
     st.binary(max_size=5),
+    st.none(),
+    st.integers(),
 )
 BULK_TEMPLATE = st.booleans().flatmap(
     lambda mostly_valid: VALID_TEMPLATE if mostly_valid else TEMPLATE_ARG
@@ -448,7 +450,7 @@ BULK_OPTIONS = st.fixed_dictionaries(
     optional={
         "rate": st.one_of(
             st.floats(min_value=6000, max_value=1_000_000),
-            st.sampled_from([0, -1, 0.5, float("nan"), True, "fast", None]),
+            st.sampled_from([0, -1, 0.5, float("nan"), float("inf"), True, "fast", None]),
         ),
         "burst": st.one_of(
             st.none(), st.integers(min_value=5, max_value=1000), st.sampled_from([0, -3, 2.5, True])
@@ -514,13 +516,6 @@ def test_send_bulk_raises_only_typed_errors_and_refused_rows_never_reach_notify(
         assert not any(p.lower() in text for p in private)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="flask_dmmail.bulk lets a TypeError out for a recipients argument that is not "
-    "iterable (None, a number) instead of a RecipientsError; reported to bulk's owner. "
-    "Remove this mark (and add st.none() and st.integers() to RECIPIENTS) once it is fixed.",
-)
 @pytest.mark.parametrize("recipients", [None, 42])
 def test_send_bulk_refuses_recipients_that_are_not_iterable(
     target: Target, recipients: Any
@@ -533,13 +528,6 @@ def test_send_bulk_refuses_recipients_that_are_not_iterable(
     assert target.counter.posts == posts_before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="flask_dmmail.bulk accepts rate=inf and then fails with OverflowError instead of "
-    "an InvalidOptionError; reported to bulk's owner. Remove this mark (and add "
-    'float("inf") to the rate strategy) once it is fixed.',
-)
 def test_send_bulk_refuses_an_infinite_rate(target: Target) -> None:
     posts_before = target.counter.posts
     with pytest.raises(InvalidInputError):
