@@ -108,6 +108,9 @@ _SYSTEMIC: tuple[type[NotifyError], ...] = (
     TemplateNotFoundError,
     NotifyForbiddenError,
 )
+#: What a failed send raises that stops the run: those, and a 2xx that is not JSON (a base
+#: URL that is not Notify; the email may have been stored, so it is looked up on resume).
+_STOPPING: tuple[type[NotifyError], ...] = (*_SYSTEMIC, NotifyProtocolError)
 
 
 # -- rate limiting -------------------------------------------------------------------------
@@ -710,7 +713,7 @@ class _Result:
     sent: SentEmail | None = None
     found: NotificationStatus | None = None
     error: BaseException | None = None
-    ambiguous: bool = False
+    ambiguous: bool = False  # a requeued send that Notify may have stored
     latency: float = 0.0
 
 
@@ -939,7 +942,7 @@ class _BulkRun:
                 try:
                     result = self.attempt(work)
                 except BaseException as error:  # never lose an email's outcome
-                    result = _Result(work, "abort", error=error, ambiguous=True)
+                    result = _Result(work, "abort", error=error)
                 self.results.put(result)
 
     def attempt(self, work: _Work) -> _Result:
@@ -954,7 +957,7 @@ class _BulkRun:
                 return _Result(work, "unstarted")
             except NotifyError as error:
                 if isinstance(error, _SYSTEMIC):
-                    return _Result(work, "abort", error=error, ambiguous=True)
+                    return _Result(work, "abort", error=error)
                 return _Result(work, "requeue", error=error, ambiguous=True)
             if found is not None:
                 if work.attempted:  # this run's own post got through after all
@@ -975,9 +978,7 @@ class _BulkRun:
             return _Result(work, "requeue", error=error)
         except NotifyUnavailableError as error:
             return _Result(work, "requeue", error=error, ambiguous=True)
-        except NotifyProtocolError as error:
-            return _Result(work, "abort", error=error, ambiguous=True)
-        except _SYSTEMIC as error:
+        except _STOPPING as error:
             return _Result(work, "abort", error=error)
         except DMMailError as error:
             return _Result(work, "failed", error=error)
@@ -1078,7 +1079,8 @@ class _BulkRun:
             self.sent += 1
             self.redirected += result.sent.redirected
             self.unavailable_streak = 0
-            self.latency += 0.1 * (result.latency - self.latency)
+            if result.latency:
+                self.latency += 0.1 * (result.latency - self.latency)
             self.recent.append((time.monotonic(), self.sent))
             return [work.record(_SENT, result.sent.id)]
         if outcome == "found":
