@@ -77,6 +77,7 @@ __all__ = [
     "Recipient",
     "RecipientSource",
     "default_concurrency",
+    "load_personalisation",
     "notify_bucket_capacity",
     "send_bulk",
 ]
