@@ -6,10 +6,8 @@ Run: ``python benchmarks/bulk_throughput.py [--recipients 3000] [--sequential 30
 The sandbox runs in another process (this script with ``--serve``) with a scaled-down
 limit: 100 requests a second with a bucket of 100 (``--limit 6000 --burst 100``), and
 100 ms added to every /v2 request (``/_sandbox/faults`` ``latency``), roughly Notify's
-latency seen from a Digital Marketplace box. The sandbox sizes its bucket as Notify does,
-min(ceil(rate/3)+1, 1000), which gives 1000 tokens at 6000/min; to get a burst of 100 the
-server process replaces that one bucket with a 100-token one (``_SizedBucketState``) and
-changes nothing else.
+latency seen from a Digital Marketplace box. (Left to itself the sandbox sizes its bucket as
+Notify does, min(ceil(rate/3)+1, 1000): 1000 tokens at 6000/min; ``burst`` overrides that.)
 
 Each run is checked in the sandbox's outbox: one notification per recipient, no
 duplicate reference, none missing. The achieved rate is recipients / wall time of the
@@ -59,32 +57,9 @@ SEED = {
 
 def _serve(limit: int, burst: int, seed_path: str) -> None:
     """Run the sandbox with a ``burst``-token bucket until SIGTERM; print URL and key."""
-    from flask_dmmail.sandbox import Sandbox, SandboxState
+    from flask_dmmail.sandbox import Sandbox
 
-    class _SizedBucketState(SandboxState):
-        """The sandbox with its per-key-type token bucket resized to ``burst`` tokens
-        (refilling at ``rate_limit / 60`` a second, as Notify's does)."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            self._sized: dict[str, list[float]] = {}
-            super().__init__(*args, **kwargs)
-
-        def reset(self) -> None:
-            super().reset()
-            with self.lock:
-                self._sized = {}
-
-        def take_rate_token(self, key_type: str) -> bool:
-            with self.lock:
-                now = time.monotonic()
-                tokens, updated = self._sized.get(key_type, [float(burst), now])
-                tokens = min(float(burst), tokens + (now - updated) * self.rate_limit / 60)
-                taken = tokens >= 1
-                self._sized[key_type] = [tokens - 1 if taken else tokens, now]
-                return taken
-
-    state = _SizedBucketState(seed_path, rate_limit=limit, daily_limit=100_000_000)
-    sandbox = Sandbox.start(state=state)
+    sandbox = Sandbox.start(seed=seed_path, rate_limit=limit, burst=burst, daily_limit=100_000_000)
     print(f"base url: {sandbox.url}")
     print(f"test key: {sandbox.keys.test}", flush=True)
     stop = threading.Event()

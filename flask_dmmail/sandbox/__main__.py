@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rate-limit", type=int, default=3000, help="requests per 60 s per key type"
     )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=None,
+        help="token bucket size (default Notify's: min(rate/3 + 1, 1000))",
+    )
     parser.add_argument("--daily-limit", type=int, default=250_000, help="emails per day")
     parser.add_argument(
         "--auto-templates",
@@ -73,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             delivery_delay=args.delivery_delay,
             rate_limit=args.rate_limit,
+            burst=args.burst,
             daily_limit=args.daily_limit,
             restricted=args.restricted,
             auto_templates=args.auto_templates,

@@ -10,7 +10,7 @@
 ``GET|POST|DELETE /_sandbox/faults``        read / set (``latency``, ``error_rate``,
                                             ``drop_rate``, ``stall_rate``,
                                             ``stall_seconds``, ``paths``, ``seed``) / clear
-``POST   /_sandbox/limits``                 ``{"rate_limit": n, "daily_limit": n}``
+``POST   /_sandbox/limits``                 ``{"rate_limit": n, "burst": n, "daily_limit": n}``
 ``POST   /_sandbox/service``                ``{"restricted": bool, "delivery_delay": s}``
 ``POST   /_sandbox/keys/<type>/revoke``     type is test, team or live; ``/restore`` undoes
 ``POST   /_sandbox/templates/<id>/archive`` ``{"archived": true}`` (default true)
@@ -26,7 +26,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from .notify_api import json_response
-from .state import SandboxState
+from .state import SandboxState, notify_bucket_size
 
 __all__ = ["control_blueprint"]
 
@@ -125,14 +125,20 @@ def control_blueprint(state: SandboxState) -> Blueprint:
     @bp.post("/limits")
     def limits() -> Response:
         options = _body()
-        unknown = set(options) - {"rate_limit", "daily_limit"}
+        unknown = set(options) - {"rate_limit", "burst", "daily_limit"}
         if unknown:
             raise ControlError(f"unknown limit options: {', '.join(sorted(unknown))}")
         for name, value in options.items():
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ControlError(f"{name} must be an integer")
         state.set_limits(**options)
-        return json_response({"rate_limit": state.rate_limit, "daily_limit": state.daily_limit})
+        return json_response(
+            {
+                "rate_limit": state.rate_limit,
+                "burst": state.burst or notify_bucket_size(state.rate_limit),
+                "daily_limit": state.daily_limit,
+            }
+        )
 
     @bp.post("/service")
     def service() -> Response:

@@ -254,11 +254,16 @@ class FaultConfig:
         return out
 
 
+def notify_bucket_size(rate_limit: int) -> int:
+    """The size of Notify's token bucket for a per-minute ``rate_limit``."""
+    return min(math.ceil(rate_limit / 3) + 1, 1000)
+
+
 class _TokenBucket:
     """Notify's per-service, per-key-type token bucket."""
 
-    def __init__(self, rate_limit: int, interval: int = 60) -> None:
-        self.capacity = float(min(math.ceil(rate_limit / 3) + 1, 1000))
+    def __init__(self, rate_limit: int, burst: int | None = None, interval: int = 60) -> None:
+        self.capacity = float(burst or notify_bucket_size(rate_limit))
         self.refill_per_second = rate_limit / interval
         self.tokens = self.capacity
         self.updated = time.monotonic()
@@ -327,6 +332,7 @@ class SandboxState:
         *,
         delivery_delay: float = 0.0,
         rate_limit: int = 3000,
+        burst: int | None = None,
         daily_limit: int = 250_000,
         restricted: bool = False,
         auto_templates: bool = False,
@@ -361,6 +367,7 @@ class SandboxState:
         self._initial: dict[str, Any] = {
             "delivery_delay": delivery_delay,
             "rate_limit": rate_limit,
+            "burst": burst,
             "daily_limit": daily_limit,
             "restricted": restricted,
             "faults": faults or FaultConfig(),
@@ -394,6 +401,7 @@ class SandboxState:
         with self.lock:
             self.delivery_delay: float = self._initial["delivery_delay"]
             self.rate_limit: int = self._initial["rate_limit"]
+            self.burst: int | None = self._initial["burst"]
             self.daily_limit: int = self._initial["daily_limit"]
             self.restricted: bool = self._initial["restricted"]
             self.faults: FaultConfig = self._initial["faults"]
@@ -568,9 +576,16 @@ class SandboxState:
         *,
         rate_limit: int | None = None,
         daily_limit: int | None = None,
+        burst: int | None = None,
     ) -> None:
-        """Change the per-minute rate limit and/or the daily limit; refills the buckets."""
+        """Change the per-minute rate limit, the bucket size (``burst``, default Notify's
+        own sizing) and/or the daily limit; refills the buckets."""
         with self.lock:
+            if burst is not None:
+                if burst < 1:
+                    raise ValueError("burst must be at least 1")
+                self.burst = burst
+                self._buckets.clear()
             if rate_limit is not None:
                 if rate_limit < 1:
                     raise ValueError("rate_limit must be at least 1")
@@ -768,6 +783,7 @@ class SandboxState:
                 "restricted": self.restricted,
                 "delivery_delay": self.delivery_delay,
                 "rate_limit": self.rate_limit,
+                "burst": self.burst or notify_bucket_size(self.rate_limit),
                 "daily_limit": self.daily_limit,
                 "auto_templates": self.auto_templates,
                 "team_members": list(self.team_members),
@@ -785,7 +801,7 @@ class SandboxState:
         with self.lock:
             bucket = self._buckets.get(key_type)
             if bucket is None:
-                bucket = self._buckets[key_type] = _TokenBucket(self.rate_limit)
+                bucket = self._buckets[key_type] = _TokenBucket(self.rate_limit, self.burst)
             return bucket.take()
 
     def daily_limit_reached(self, key_type: str, notification_type: str) -> bool:

@@ -100,7 +100,7 @@ def test_limits_through_the_control_endpoint(
     sbx: Sandbox, http: requests.Session, client: NotificationsAPIClient
 ) -> None:
     response = http.post(f"{sbx.url}/_sandbox/limits", json={"rate_limit": 3, "daily_limit": 9})
-    assert response.json() == {"rate_limit": 3, "daily_limit": 9}
+    assert response.json() == {"rate_limit": 3, "burst": 2, "daily_limit": 9}
     assert http.post(f"{sbx.url}/_sandbox/limits", json={"rate_limit": "x"}).status_code == 400
     assert http.post(f"{sbx.url}/_sandbox/limits", json={"other": 1}).status_code == 400
     for _ in range(2):
@@ -123,3 +123,19 @@ def test_defaults_are_notifys() -> None:
     bucket = _TokenBucket(3000)
     assert (bucket.capacity, bucket.refill_per_second) == (1000, 50)
     assert all(state.take_rate_token("normal") for _ in range(1000))
+
+
+def test_the_bucket_size_can_be_set_apart_from_the_rate(
+    sbx: Sandbox, make_client: Callable[..., NotificationsAPIClient], http: requests.Session
+) -> None:
+    # 600 per 60 s would give Notify's bucket of 201 tokens; burst=4 holds 4.
+    sbx.state.set_limits(rate_limit=600, burst=4)
+    client = make_client(sbx.keys.test)
+    for _ in range(4):
+        client.send_email_notification(TEAM_MEMBER, PLAIN_ID)
+    error = raises_http(lambda: client.send_email_notification(TEAM_MEMBER, PLAIN_ID))
+    assert (error.status_code, error.message) == (429, _rate_error("TEST", 600))
+    answer = http.post(f"{sbx.url}/_sandbox/limits", json={"burst": 7}).json()
+    assert answer["burst"] == 7 and answer["rate_limit"] == 600
+    sbx.state.reset()
+    assert http.get(f"{sbx.url}/_sandbox/state").json()["burst"] == 1000
