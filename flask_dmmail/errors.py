@@ -235,9 +235,14 @@ class DailyLimitError(NotifyError):
 
 
 class NotifyUnavailableError(NotifyError):
-    """Notify failed (5xx) or did not answer in time, or the connection failed."""
+    """Notify failed (5xx) or did not answer in time, or the connection failed.
+
+    ``timed_out`` is true when the request was sent and no answer came in time: Notify
+    may still be handling it.
+    """
 
     transient = True
+    timed_out = False
 
 
 class NotifyProtocolError(NotifyError):

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from notifications_python_client.errors import APIError, HTTP503Error, InvalidResponse
 from notifications_python_client.notifications import NotificationsAPIClient
+from requests.exceptions import ReadTimeout
 
 from .attachments import Attachment
 from .config import Settings, normalise_domain
@@ -68,6 +69,9 @@ logger = logging.getLogger("flask_dmmail")
 #: Notify's email failure statuses: a notification in one of these was not delivered.
 FAILED_STATUSES = frozenset({"permanent-failure", "temporary-failure", "technical-failure"})
 _LOOKUP_WINDOW = timedelta(seconds=60)
+#: After a request timed out, wait this long (at most) before looking its reference up,
+#: so that Notify has finished handling it: the wait is the client timeout, capped here.
+_SETTLE_CAP = 10.0
 _BACKOFF_CAP = 30.0
 _T = TypeVar("_T")
 
@@ -348,7 +352,10 @@ def map_error(
             status_code=status,
             error_class=error_class,
         )
-    return cls(message, status_code=status, error_class=error_class)
+    error = cls(message, status_code=status, error_class=error_class)
+    if isinstance(error, NotifyUnavailableError) and isinstance(exc.__cause__, ReadTimeout):
+        error.timed_out = True
+    return error
 
 
 class NotifyGateway:
@@ -527,8 +534,11 @@ def post_with_retries(
 
     After an ambiguous failure (timeout, dropped connection, 5xx) the reference is looked
     up before anything is sent again; if Notify has it, that notification is the result.
-    A DailyLimitError is not retried (it lasts until midnight UTC).
+    After a timeout the lookup waits at least the client timeout (capped at 10 s), so a
+    request Notify is still handling has time to be stored. A DailyLimitError is not
+    retried (it lasts until midnight UTC).
     """
+    settle = min(gateway.timeout, _SETTLE_CAP)
     since = datetime.now(UTC) - _LOOKUP_WINDOW
     secrets = email.secrets()
     attempt = 0
@@ -550,6 +560,8 @@ def post_with_retries(
                 ambiguous = True
             if not error.transient or isinstance(error, DailyLimitError) or attempt > retries:
                 if ambiguous:
+                    if _timed_out(error):
+                        sleep(settle)
                     found = _last_lookup(gateway, email.reference, since)
                     if found is not None:
                         return SendOutcome(
@@ -557,9 +569,15 @@ def post_with_retries(
                         )
                 raise
             delay = backoff_delay(attempt, backoff)
+            if _timed_out(error):
+                delay = max(delay, settle)
             if on_retry is not None:
                 on_retry(error, attempt, delay)
             sleep(delay)
+
+
+def _timed_out(error: NotifyError) -> bool:
+    return isinstance(error, NotifyUnavailableError) and error.timed_out
 
 
 def _last_lookup(

@@ -103,3 +103,19 @@ def test_the_daily_limit_is_not_retried(make_app: Callable[..., Flask], sandbox:
         mailer.send("q@example.gov.uk", "welcome", PERSONAL)
     assert raised.value.transient
     assert len(sandbox.state.outbox()) == 1
+
+
+def test_with_no_retries_a_timed_out_send_that_notify_stored_is_found(
+    make_app: Callable[..., Flask], sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    mailer: Mailer = make_app(DM_NOTIFY_RETRIES=0, DM_NOTIFY_TIMEOUT=0.3).extensions["dmmail"]
+    sandbox.state.set_faults(stall_rate=1.0, stall_seconds=1.0, paths=["/v2/notifications/email"])
+    try:
+        with caplog.at_level("INFO", logger="flask_dmmail"):
+            sent = mailer.send("p@example.gov.uk", "welcome", PERSONAL)
+    finally:
+        sandbox.state.clear_faults()
+    assert sent is not None
+    assert [n.id for n in sandbox.state.outbox()] == [sent.id]
+    ours = [r for r in caplog.records if r.name == "flask_dmmail"]
+    assert [getattr(r, "recovered", None) for r in ours] == [True]
