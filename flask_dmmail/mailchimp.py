@@ -410,10 +410,16 @@ def _slots_for(api_key: str) -> threading.BoundedSemaphore:
 
 
 class _Fingerprints:
-    """An exact set of members seen, 8 bytes each: sorted ``array('Q')`` runs merged like a
-    binary counter, plus a small unsorted buffer. 100,000 members take 0.8 MB."""
+    """The members a walk has passed, as an exact set of 64-bit fingerprints: 8 bytes each in
+    sorted ``array('Q')`` runs (merged like a binary counter up to 32,768 entries, so no merge
+    copies much), plus a small buffer. 100,000 members take 0.8 MB.
 
-    _BUFFER = 4096
+    A fingerprint is Python's 64-bit hash of the lower-cased address: stable within this
+    process, which is all one walk needs.
+    """
+
+    _BUFFER = 1024
+    _MERGE_UP_TO = 32768
 
     def __init__(self) -> None:
         self._runs: list[array[int]] = []
@@ -421,8 +427,7 @@ class _Fingerprints:
 
     @staticmethod
     def of(email: str) -> int:
-        digest = hashlib.md5(email.lower().encode("utf-8"), usedforsecurity=False).digest()
-        return int.from_bytes(digest[:8], "big")
+        return hash(email.lower()) & 0xFFFF_FFFF_FFFF_FFFF
 
     def __contains__(self, fingerprint: int) -> bool:
         if fingerprint in self._buffer:
@@ -438,9 +443,10 @@ class _Fingerprints:
         if len(self._buffer) >= self._BUFFER:
             run = array("Q", sorted(self._buffer))
             self._buffer = set()
-            while self._runs and len(self._runs[-1]) <= len(run):
-                run = array("Q", merge(self._runs.pop(), run))
-            self._runs.append(run)
+            runs = self._runs
+            while runs and len(runs[-1]) <= len(run) and len(run) < self._MERGE_UP_TO:
+                run = array("Q", merge(runs.pop(), run))
+            runs.append(run)
 
     def __len__(self) -> int:
         return len(self._buffer) + sum(len(run) for run in self._runs)
@@ -1309,6 +1315,7 @@ class Audiences:
                     cursor = last
                 if len(members) < PAGE_SIZE:
                     return
+                members = []  # let this page go before the next one arrives
 
     # ------------------------------------------------------------------ campaigns
 
@@ -1659,7 +1666,7 @@ def _member(raw: Mapping[str, Any]) -> Member:
         email_address=str(raw.get("email_address", "")),
         status=str(raw.get("status", "")),
         last_changed=str(raw.get("last_changed", "")),
-        fields=MappingProxyType(dict(raw)),
+        fields=MappingProxyType(raw),
     )
 
 
