@@ -329,3 +329,50 @@ def test_subscribe_many_twice_reports_already_subscribed(audiences: Audiences) -
 def test_subscribe_many_refuses_one_string(audiences: Audiences) -> None:
     with pytest.raises(InvalidInputError, match="not one string"):
         audiences.subscribe_many("suppliers", ADDRESS)
+
+
+def test_subscribe_many_reports_other_refusals_as_failed_without_the_address(
+    audiences: Audiences, mc_state: MailchimpState, instrument: Instrument
+) -> None:
+    busy, updated, unreported = (
+        "busy@digital.gov.uk",
+        "updated@digital.gov.uk",
+        "unreported@digital.gov.uk",
+    )
+    register_secret(busy, updated, unreported, kind="address")
+    mc_state.add_members(SUPPLIERS, [updated], status="pending")
+    # Mailchimp's answer when an address signed up to many lists recently (the sandbox has no
+    # such rule, so the batch call is answered by the instrument, in Mailchimp's shape).
+    instrument.fail(
+        "POST",
+        rf"^/3\.0/lists/{SUPPLIERS}$",
+        status=200,
+        content_type="application/json; charset=utf-8",
+        body={
+            "new_members": [],
+            "updated_members": [{"email_address": updated, "status": "pending"}],
+            "errors": [
+                {
+                    "email_address": busy,
+                    "error": f"{busy} has signed up to a lot of lists very recently; "
+                    "we're not allowing more signups for now",
+                    "error_code": "ERROR_GENERIC",
+                }
+            ],
+            "total_created": 0,
+            "total_updated": 1,
+            "error_count": 1,
+        },
+        times=1,
+    )
+    result = audiences.subscribe_many("suppliers", [busy, updated, unreported])
+    outcomes = {item.email: (item.outcome, item.member_status) for item in result.items}
+    assert outcomes == {
+        busy: (SubscribeOutcome.FAILED, None),
+        updated: (SubscribeOutcome.ALREADY_SUBSCRIBED, "pending"),  # looked up
+        unreported: (SubscribeOutcome.SUBSCRIBED, "subscribed"),  # looked up, then subscribed
+    }
+    [failed] = [item for item in result.items if item.outcome is SubscribeOutcome.FAILED]
+    assert "signed up to a lot of lists" in (failed.detail or "")
+    assert busy not in (failed.detail or "")
+    assert result.failed == 1 and not result.ok
