@@ -130,6 +130,7 @@ _BACKOFF_CAP = 30.0
 _BATCH_TIMEOUT = 120.0
 _LOOKUP_THREADS = 8
 _OVERLAP = 16
+_MAX_OVERLAP = 500  # below PAGE_SIZE, so every page moves the walk on
 _SENT_STATUSES = frozenset({"sending", "sent", "schedule"})
 _DRAFT_STATUSES = frozenset({"save", "paused"})
 _T = TypeVar("_T")
@@ -1282,23 +1283,30 @@ class Audiences:
                 raise MailchimpProtocolError("Mailchimp answered a members page without members.")
             return members
 
+        def anchored(members: list[dict[str, Any]]) -> bool:
+            """The page starts with a member of the cursor's second already passed."""
+            first = members[0] if members else None
+            return (
+                first is not None
+                and first.get("last_changed") == cursor
+                and _Fingerprints.of(str(first.get("email_address", ""))) in seen
+            )
+
         with self._reporting("members", list_id):
             while True:
-                offset = max(0, passed - overlap)
+                back = overlap
+                offset = max(0, passed - back)
                 members = page(offset)
-                if offset > 0:
-                    first = members[0] if members else None
-                    anchored = (
-                        first is not None
-                        and first.get("last_changed") == cursor
-                        and _Fingerprints.of(str(first.get("email_address", ""))) in seen
-                    )
-                    if not anchored:
-                        # More members of the cursor's second left than the page re-read:
-                        # read that second again from its start (nothing is yielded twice).
-                        overlap = min(overlap * 4, PAGE_SIZE)
-                        offset = 0
-                        members = page(0)
+                if offset == 0 or anchored(members):
+                    overlap = max(_OVERLAP, overlap // 2)
+                else:
+                    while offset > 0 and not anchored(members):
+                        # More members of the cursor's second left than the page re-read: step
+                        # further back (at worst to the second's start; nobody comes twice).
+                        back *= 4
+                        offset = max(0, passed - back)
+                        members = page(offset)
+                    overlap = min(back, _MAX_OVERLAP)
                 for raw in members:
                     fingerprint = _Fingerprints.of(str(raw.get("email_address", "")))
                     if fingerprint in seen:
