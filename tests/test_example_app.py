@@ -73,7 +73,8 @@ def test_live_stages_need_a_key_and_redirect_test_domains(
     app = create_app(stage, SECRET_KEY="s")
     mailer = app.extensions["dmmail"]
     assert mailer.sandbox is None
-    assert mailer.prepare("x@sub.example.com", "welcome", {"name": "n", "framework": "f"}).redirected
+    prepared = mailer.prepare("x@sub.example.com", "welcome", {"name": "n", "framework": "f"})
+    assert prepared.redirected
 
 
 def test_dm_environment_chooses_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
