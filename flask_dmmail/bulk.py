@@ -33,7 +33,7 @@ from os import PathLike
 from pathlib import Path
 from queue import Empty, Queue
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from . import signals
 from .errors import (
@@ -346,12 +346,6 @@ class CsvSource(RecipientSource):
             yield Recipient(row, cells[email_at], values)
 
 
-class _Members(Protocol):
-    def members(
-        self, audience: str, *, status: str = ..., since: Any = ..., fields: Sequence[str] = ...
-    ) -> Iterable[Any]: ...
-
-
 class AudienceSource(RecipientSource):
     """The members of a Mailchimp audience (a name from ``DM_MAILCHIMP_AUDIENCES``) with a
     ``status`` (default subscribed), optionally only those changed ``since`` a time (when
@@ -375,23 +369,13 @@ class AudienceSource(RecipientSource):
         self.personalisation = dict(personalisation or {})
 
     def recipients(self, mailer: Mailer) -> Iterator[Recipient]:
-        audiences: _Members | None = getattr(mailer, "mailchimp", None)
-        if audiences is None:
-            raise RecipientsError(
-                "This Mailer has no Mailchimp support (Mailer.mailchimp), so it cannot read "
-                "an audience. Send from a CSV file instead."
-            )
+        audiences = mailer.mailchimp  # a ConfigurationError without a Mailchimp key
         try:
             members = audiences.members(
                 self.audience, status=self.status, since=self.since, fields=()
             )
             for member in members:
-                address = (
-                    member.get("email_address")
-                    if isinstance(member, Mapping)
-                    else getattr(member, "email_address", None)
-                )
-                yield Recipient(None, address, dict(self.personalisation))
+                yield Recipient(None, member.email_address, dict(self.personalisation))
         except DMMailError as error:
             raise RecipientsError(
                 f"Cannot read the Mailchimp audience {self.audience!r}: {error.message}"

@@ -35,20 +35,10 @@ def show_config() -> None:
 
 
 def _register_subcommands() -> None:
-    """Add the commands of each concern's module to the group (missing ones are skipped
-    while they are being written)."""
-    import importlib
+    from . import bulk, mailchimp, notify
 
-    for name in ("notify", "bulk", "mailchimp"):
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"{__name__}.{name}":
-                raise
-            continue
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(dmmail_cli)
+    for module in (notify, bulk, mailchimp):
+        module.register(dmmail_cli)
 
 
 _register_subcommands()

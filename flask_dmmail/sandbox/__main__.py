@@ -1,7 +1,8 @@
 """``python -m flask_dmmail.sandbox --port 6011 [--host 127.0.0.1] [--seed FILE]``.
 
-Prints ``base url: URL``, ``test key: KEY``, ``team key: KEY`` and ``live key: KEY``, each
-on its own line, then serves until Ctrl-C.
+Prints ``base url: URL``, ``test key: KEY``, ``team key: KEY`` and ``live key: KEY`` (Notify),
+then ``mailchimp key: KEY`` (Mailchimp, under ``URL/3.0``), each on its own line, then serves
+until Ctrl-C. The keys open only this sandbox.
 
 ``--callback-url URL`` POSTs a delivery receipt there whenever an email reaches a final
 status, with the bearer token from the ``DM_NOTIFY_CALLBACK_TOKEN`` environment variable
@@ -93,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"base url: {sandbox.url}")
     print(f"test key: {sandbox.keys.test}")
     print(f"team key: {sandbox.keys.team}")
-    print(f"live key: {sandbox.keys.live}", flush=True)
+    print(f"live key: {sandbox.keys.live}")
+    print(f"mailchimp key: {sandbox.state.mailchimp.api_key}", flush=True)
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:

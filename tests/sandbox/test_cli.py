@@ -43,11 +43,12 @@ def run() -> Iterator[list[subprocess.Popen[str]]]:
 
 def _banner(process: subprocess.Popen[str]) -> dict[str, str]:
     assert process.stdout is not None
-    lines = [process.stdout.readline().rstrip("\n") for _ in range(4)]
+    lines = [process.stdout.readline().rstrip("\n") for _ in range(5)]
     assert re.fullmatch(r"base url: http://127\.0\.0\.1:\d+", lines[0]), lines
     assert re.fullmatch(f"test key: {KEY}", lines[1]), lines
     assert re.fullmatch(f"team key: {KEY}", lines[2]), lines
     assert re.fullmatch(f"live key: {KEY}", lines[3]), lines
+    assert re.fullmatch(r"mailchimp key: [0-9a-f]{32}-us5", lines[4]), lines
     return dict(line.split(": ", 1) for line in lines)
 
 
