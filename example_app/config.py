@@ -23,9 +23,14 @@ TEST_DOMAINS = {
 }
 
 
+#: Mailchimp audiences by name; live stages list their own (test) audiences here.
+AUDIENCES = {"open_framework_notifications": "a1b2c3d4e5"}
+
+
 class Config:
     SECRET_KEY: str | None = os.environ.get("SECRET_KEY", "not-secret-development-only")
     DM_NOTIFY_TEMPLATES = TEMPLATES
+    DM_MAILCHIMP_AUDIENCES = AUDIENCES
     DM_NOTIFY_SANDBOX_TEMPLATES = str(HERE / "sandbox_seed.json")
     DM_NOTIFY_KEY: str | None = None
 

@@ -81,3 +81,29 @@ def test_dm_environment_chooses_the_config(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("DM_ENVIRONMENT", "nowhere")
     with pytest.raises(ValueError, match="DM_ENVIRONMENT"):
         create_app()
+
+
+@pytest.mark.parametrize(
+    ("before", "status", "message"),
+    [
+        (None, 302, "You are on the list"),
+        ("subscribed", 302, "already on the list"),
+        ("unsubscribed", 400, "unsubscribed from this list before"),
+    ],
+)
+def test_the_mailing_list_form_subscribes_through_mailchimp(
+    app: Flask, before: str | None, status: int, message: str
+) -> None:
+    mailchimp_state = app.extensions["dmmail"].sandbox.state.mailchimp
+    if before == "subscribed":
+        mailchimp_state.add_members("a1b2c3d4e5", ["supplier@example.gov.uk"])
+    elif before == "unsubscribed":
+        mailchimp_state.add_members("a1b2c3d4e5", ["supplier@example.gov.uk"])
+        mailchimp_state.unsubscribe("a1b2c3d4e5", "supplier@example.gov.uk")
+    client = app.test_client()
+    response = client.post("/mailing-list", data={"email": "supplier@example.gov.uk"})
+    assert response.status_code == status
+    page = client.get("/").get_data(as_text=True) if status == 302 else response.get_data(True)
+    assert message in page
+    members = mailchimp_state.members("a1b2c3d4e5")
+    assert [m["status"] for m in members] == [before or "subscribed"]
