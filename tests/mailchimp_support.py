@@ -1,4 +1,5 @@
-"""Fixtures for the Mailchimp tests: apps wired to the session sandbox's ``/3.0`` with the real
+"""Fixtures for the Mailchimp tests (a pytest plugin of the suite, see tests/conftest.py):
+apps wired to the session sandbox's ``/3.0`` with the real
 ``mailchimp-marketing`` client, a signal recorder, and WSGI instruments on the sandbox server.
 
 The instruments wrap the sandbox app on the server side (real HTTP all the way): they record
@@ -20,7 +21,7 @@ from urllib.parse import parse_qs
 import pytest
 from flask import Flask
 
-from flask_dmmail import DMMail, signals
+from flask_dmmail import signals
 from flask_dmmail.mailchimp import Audiences
 from flask_dmmail.sandbox import Sandbox
 from flask_dmmail.sandbox.faults import FaultMiddleware
@@ -50,32 +51,24 @@ def mc_state(notify_sandbox: Sandbox) -> Iterator[MailchimpState]:
 
 @pytest.fixture
 def make_mc_app(
-    notify_sandbox: Sandbox, mc_state: MailchimpState
-) -> Iterator[Callable[..., Flask]]:
-    """Build an app that talks to the sandbox's Mailchimp as it would to Mailchimp."""
-    apps: list[Flask] = []
+    make_app: Callable[..., Flask], notify_sandbox: Sandbox, mc_state: MailchimpState
+) -> Callable[..., Flask]:
+    """Build an app (the suite's ``make_app``) that talks to the sandbox's Mailchimp as it
+    would to Mailchimp."""
 
     def factory(**config: Any) -> Flask:
-        app = Flask(f"mc_app_{len(apps)}")
-        app.config.update(
-            SECRET_KEY="mailchimp-tests",
-            DM_NOTIFY_KEY=notify_sandbox.keys.test,
-            DM_NOTIFY_BASE_URL=notify_sandbox.url,
-            DM_MAIL_SANDBOX=False,
-            DM_MAILCHIMP_API_KEY=mc_state.api_key,
-            DM_MAILCHIMP_BASE_URL=f"{notify_sandbox.url}/3.0",
-            DM_MAILCHIMP_AUDIENCES=AUDIENCES,
-            DM_MAILCHIMP_RETRY_BACKOFF=0.001,
-            DM_MAILCHIMP_TIMEOUT=5,
-        )
-        app.config.update(config)
-        DMMail(app)
-        apps.append(app)
-        return app
+        settings: dict[str, Any] = {
+            "SECRET_KEY": "mailchimp-tests",
+            "DM_MAILCHIMP_API_KEY": mc_state.api_key,
+            "DM_MAILCHIMP_BASE_URL": f"{notify_sandbox.url}/3.0",
+            "DM_MAILCHIMP_AUDIENCES": AUDIENCES,
+            "DM_MAILCHIMP_RETRY_BACKOFF": 0.001,
+            "DM_MAILCHIMP_TIMEOUT": 5,
+        }
+        settings.update(config)
+        return make_app(**settings)
 
-    yield factory
-    for app in apps:
-        app.extensions["dmmail"].close()
+    return factory
 
 
 @pytest.fixture

@@ -1,8 +1,6 @@
 """Bulk sending through the public API (Mailer.send_bulk) against the sandbox, with the
 real Notify client: exactly once under faults, resume, rate limits, journal checks."""
 
-# ruff: noqa: F811  (the fixtures imported from tests.mailchimp_support are parameters)
-
 from __future__ import annotations
 
 import sqlite3
@@ -26,7 +24,7 @@ from flask_dmmail.errors import (
 from flask_dmmail.sandbox import Sandbox
 from flask_dmmail.sandbox.mailchimp import MailchimpState
 from flask_dmmail.testing import record
-from tests.mailchimp_support import SUPPLIERS, make_mc_app, mc_state  # noqa: F401  (fixtures)
+from tests.mailchimp_support import SUPPLIERS
 
 from .conftest import TEMPLATES, RecordAll
 

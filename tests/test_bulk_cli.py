@@ -2,8 +2,6 @@
 ``flask`` process that is killed (SIGKILL) or interrupted (SIGINT) halfway, against a
 standalone sandbox that outlives it."""
 
-# ruff: noqa: F811  (the fixtures imported from tests.mailchimp_support are parameters)
-
 from __future__ import annotations
 
 import csv
@@ -25,7 +23,7 @@ from flask import Flask
 
 from flask_dmmail.sandbox import Sandbox
 from flask_dmmail.sandbox.mailchimp import MailchimpState
-from tests.mailchimp_support import SUPPLIERS, make_mc_app, mc_state  # noqa: F401  (fixtures)
+from tests.mailchimp_support import SUPPLIERS
 
 from .conftest import SEED, TEMPLATES
 

@@ -1,8 +1,6 @@
 """``send_campaign``: one call, typed failures, no drafts left behind, never twice per title;
 ``create_audience_like``; ``audiences_for`` and ``forget``."""
 
-# ruff: noqa: F811  (the fixtures imported from tests.mailchimp_support are parameters)
-
 from __future__ import annotations
 
 import threading
@@ -24,17 +22,11 @@ from flask_dmmail.errors import (
 from flask_dmmail.mailchimp import AudienceRef, Audiences, SubscribeOutcome
 from flask_dmmail.sandbox import Sandbox
 from flask_dmmail.sandbox.mailchimp import MailchimpState
-from tests.mailchimp_support import (  # noqa: F401  (fixtures)
+from tests.mailchimp_support import (
     BUYERS,
     SUPPLIERS,
     Fired,
     Instrument,
-    audiences,
-    fired,
-    instrument,
-    make_mc_app,
-    mc_app,
-    mc_state,
 )
 from tests.secrets_scan import register_secret
 

@@ -1,7 +1,5 @@
 """``flask dmmail mailchimp ...`` through Flask's test CLI runner, against the sandbox."""
 
-# ruff: noqa: F811  (the fixtures imported from tests.mailchimp_support are parameters)
-
 from __future__ import annotations
 
 import csv
@@ -16,12 +14,9 @@ from flask import Flask
 from flask_dmmail.mailchimp import subscriber_hash
 from flask_dmmail.sandbox import Sandbox
 from flask_dmmail.sandbox.mailchimp import MailchimpState
-from tests.mailchimp_support import (  # noqa: F401  (fixtures)
+from tests.mailchimp_support import (
     BUYERS,
     SUPPLIERS,
-    make_mc_app,
-    mc_app,
-    mc_state,
 )
 from tests.secrets_scan import register_secret
 

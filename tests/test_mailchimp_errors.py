@@ -1,8 +1,6 @@
 """Configuration, the client's quirks, typed errors, retries and the 10-connection cap, all
 through the official client against the sandbox (and a few instruments on its server)."""
 
-# ruff: noqa: F811  (the fixtures imported from tests.mailchimp_support are parameters)
-
 from __future__ import annotations
 
 import json
@@ -41,17 +39,10 @@ from flask_dmmail.errors import (
 from flask_dmmail.mailchimp import Audiences, SubscribeOutcome, map_error, subscriber_hash
 from flask_dmmail.sandbox import Sandbox
 from flask_dmmail.sandbox.mailchimp import MailchimpState
-from tests.mailchimp_support import (  # noqa: F401  (fixtures)
-    AUDIENCES,
+from tests.mailchimp_support import (
     SUPPLIERS,
     Fired,
     Instrument,
-    audiences,
-    fired,
-    instrument,
-    make_mc_app,
-    mc_app,
-    mc_state,
 )
 from tests.secrets_scan import register_secret
 

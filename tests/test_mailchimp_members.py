@@ -1,8 +1,6 @@
 """``Audiences.members``: the whole audience, lean pages, flat memory, and exactly-once while
 the audience changes under the walk (checked against a plain offset walk that gets it wrong)."""
 
-# ruff: noqa: F811  (the fixtures imported from tests.mailchimp_support are parameters)
-
 from __future__ import annotations
 
 import itertools
@@ -19,16 +17,10 @@ from flask_dmmail.errors import InvalidInputError, MailchimpUnavailableError
 from flask_dmmail.mailchimp import Audiences, Member, subscriber_hash
 from flask_dmmail.sandbox import Sandbox
 from flask_dmmail.sandbox.mailchimp import MailchimpState
-from tests.mailchimp_support import (  # noqa: F401  (fixtures)
+from tests.mailchimp_support import (
     SUPPLIERS,
     Fired,
     Instrument,
-    audiences,
-    fired,
-    instrument,
-    make_mc_app,
-    mc_app,
-    mc_state,
 )
 
 T0 = 1_700_000_000.0

@@ -1,7 +1,5 @@
 """``subscribe`` and ``subscribe_many`` against the sandbox, through the official client."""
 
-# ruff: noqa: F811  (the fixtures imported from tests.mailchimp_support are parameters)
-
 from __future__ import annotations
 
 from typing import Any
@@ -18,17 +16,11 @@ from flask_dmmail.errors import (
 )
 from flask_dmmail.mailchimp import Audiences, SubscribeOutcome, subscriber_hash
 from flask_dmmail.sandbox.mailchimp import MailchimpState
-from tests.mailchimp_support import (  # noqa: F401  (fixtures)
+from tests.mailchimp_support import (
     BUYERS,
     SUPPLIERS,
     Fired,
     Instrument,
-    audiences,
-    fired,
-    instrument,
-    make_mc_app,
-    mc_app,
-    mc_state,
 )
 from tests.secrets_scan import register_secret
 

@@ -1,8 +1,6 @@
 """Mailchimp's unsubscribe/cleaned webhook: the URL check, the secret token, the form fields,
 the ``audience_unsubscribed`` signal, and a real delivery from the sandbox."""
 
-# ruff: noqa: F811  (the fixtures imported from tests.mailchimp_support are parameters)
-
 from __future__ import annotations
 
 import logging
@@ -15,12 +13,9 @@ from werkzeug.serving import make_server
 
 from flask_dmmail.sandbox.mailchimp import MailchimpState
 from flask_dmmail.sandbox.server import SandboxRequestHandler
-from tests.mailchimp_support import (  # noqa: F401  (fixtures)
+from tests.mailchimp_support import (
     SUPPLIERS,
     Fired,
-    fired,
-    make_mc_app,
-    mc_state,
 )
 from tests.secrets_scan import register_secret
 
