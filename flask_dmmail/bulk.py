@@ -982,14 +982,7 @@ class _BulkRun:
         """An email this run posted and Notify stored although the send failed (the
         send path's last lookup failed too): logged and signalled as the send path does."""
         sent = sent_email_from_status(email, found, self.mailer.notify.base_url)
-        logger.info(
-            "Email sent to Notify: notification %s, reference %s (found already stored after "
-            "a failed attempt)",
-            sent.id,
-            sent.reference,
-            extra=self.mailer._fields(email, notification_id=sent.id, recovered=True),
-        )
-        signals.email_sent.send(self.mailer.app, email=sent)
+        self.mailer._sent(email, sent, attempt=None, duration_ms=None, recovered=True)
         return sent
 
     def lookup(self, reference: str) -> NotificationStatus | None:

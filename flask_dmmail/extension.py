@@ -200,23 +200,40 @@ class Mailer:
         except NotifyError as error:
             self._failed(error, email, attempt=self.settings.retries + 1)
             raise
+        self._sent(
+            email,
+            outcome.email,
+            attempt=outcome.attempts,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            recovered=outcome.recovered,
+        )
+        return outcome.email
+
+    def _sent(
+        self,
+        email: PreparedEmail,
+        sent: SentEmail,
+        *,
+        attempt: int | None,
+        duration_ms: float | None,
+        recovered: bool,
+    ) -> None:
+        """Remember, log and signal an email Notify has (posted now, or found stored)."""
         self.sent_references.add(email.reference)
-        sent = outcome.email
         logger.info(
             "Email sent to Notify: notification %s, reference %s%s",
             sent.id,
             sent.reference,
-            " (found already stored after a failed attempt)" if outcome.recovered else "",
+            " (found already stored after a failed attempt)" if recovered else "",
             extra=self._fields(
                 email,
-                attempt=outcome.attempts,
+                attempt=attempt,
                 notification_id=sent.id,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
-                recovered=outcome.recovered,
+                duration_ms=duration_ms,
+                recovered=recovered,
             ),
         )
         signals.email_sent.send(self.app, email=sent)
-        return sent
 
     def _fields(self, email: PreparedEmail, **extra: Any) -> dict[str, Any]:
         fields: dict[str, Any] = {
