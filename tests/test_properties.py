@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from flask_dmmail import DMMail, Mailer, SentEmail, errors
+from flask_dmmail.bulk import BulkReport
 from flask_dmmail.cli.notify import _personalisation
 from flask_dmmail.errors import (
     BulkAbortedError,
@@ -489,6 +490,7 @@ def test_send_bulk_raises_only_typed_errors_and_refused_rows_never_reach_notify(
     journal = target.journal_dir / f"{uuid.uuid4()}.sqlite"
     posts_before = target.counter.posts
     outbox_before = target.outbox_size()
+    report: BulkReport | None  # BulkAbortedError.report may be None; asserted below
     try:
         report = target.mailer.send_bulk(template, recipients, journal=journal, **options)
     except (InvalidInputError, RecipientsError) as error:

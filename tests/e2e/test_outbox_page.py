@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-from notifications_python_client import NotificationsAPIClient
+from notifications_python_client.notifications import NotificationsAPIClient
 
 from flask_dmmail.sandbox import Sandbox
 

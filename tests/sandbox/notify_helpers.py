@@ -1,29 +1,24 @@
-"""Fixtures and helpers for the Notify half of the sandbox.
+"""Seed data and helpers for the Notify half of the sandbox tests.
 
-A test module imports the fixtures it uses (``from notify_helpers import ...``): each
-module gets its own running :class:`Sandbox` on 127.0.0.1, reset before and after every
-test. Clients are the official ``NotificationsAPIClient``; raw requests use ``requests``
-with JWTs made by PyJWT, for the cases the client cannot produce.
+The fixtures built on them (``notify_server``, ``sbx``, ``make_notify_client``,
+``notify_client``, ``http``) are in ``tests/sandbox/conftest.py``: each test module gets
+its own running :class:`~flask_dmmail.sandbox.Sandbox` on 127.0.0.1, seeded with
+:data:`SEED` and reset before and after every test. Raw requests use ``requests`` with
+JWTs made by PyJWT (:func:`token_for`, :func:`auth_header`), for the cases the official
+client cannot produce.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jwt
 import pytest
-import requests
 from jwt.warnings import InsecureKeyLengthWarning
 from notifications_python_client.errors import HTTPError
-from notifications_python_client.notifications import NotificationsAPIClient
-
-from flask_dmmail.sandbox import Sandbox
-
-#: The fixtures; test modules take them with ``from notify_helpers import *``.
-__all__ = ["client", "http", "make_client", "notify_server", "sbx"]
 
 WELCOME_ID = "6d5a4b3c-2e1f-4a0b-9c8d-7e6f5a4b3c2d"
 PLAIN_ID = "1a2b3c4d-5e6f-4071-8293-a4b5c6d7e8f9"
@@ -75,50 +70,6 @@ SEED: dict[str, Any] = {
     "team_members": [TEAM_MEMBER],
     "guest_list": [GUEST],
 }
-
-
-@pytest.fixture(scope="module")
-def notify_server() -> Iterator[Sandbox]:
-    """A running sandbox for the module, seeded with :data:`SEED`."""
-    sandbox = Sandbox.start(seed=SEED)
-    yield sandbox
-    sandbox.stop()
-
-
-@pytest.fixture
-def sbx(notify_server: Sandbox) -> Iterator[Sandbox]:
-    """The module's sandbox, reset to its seed before and after the test."""
-    notify_server.state.reset()
-    yield notify_server
-    notify_server.state.reset()
-
-
-@pytest.fixture
-def make_client(sbx: Sandbox) -> Iterator[Callable[..., NotificationsAPIClient]]:
-    """Build official clients (closed after the test)."""
-    made: list[NotificationsAPIClient] = []
-
-    def factory(key: str | None = None, **kwargs: Any) -> NotificationsAPIClient:
-        client = NotificationsAPIClient(key or sbx.keys.test, base_url=sbx.url, **kwargs)
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        client.request_session.close()
-
-
-@pytest.fixture
-def client(make_client: Callable[..., NotificationsAPIClient]) -> NotificationsAPIClient:
-    """An official client with the test key."""
-    return make_client()
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    """A plain requests session for raw calls."""
-    with requests.Session() as session:
-        yield session
 
 
 def key_parts(key: str) -> tuple[str, str]:

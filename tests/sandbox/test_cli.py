@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from notifications_python_client.notifications import NotificationsAPIClient
-from notify_helpers import raises_http, v2_errors
+
+from tests.sandbox.notify_helpers import raises_http, v2_errors
 
 TEMPLATE_ID = "9e8d7c6b-5a49-4838-a726-150f4e3d2c1b"
 REPLY_ID = "8d7c6b5a-4938-4726-9150-f4e3d2c1b0a9"

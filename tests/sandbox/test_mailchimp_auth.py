@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import requests
-from mailchimp_helpers import MailchimpServer, make_client, problem, raw
 from mailchimp_marketing.api_client import ApiClientError
 
 from flask_dmmail.sandbox.mailchimp import MailchimpState
+from tests.sandbox.mailchimp_helpers import MailchimpServer, make_client, problem, raw
 
 PROBLEM_TYPE = "application/problem+json; charset=utf-8"
 MISSING = ("API Key Missing", "Your request did not include an API key.")

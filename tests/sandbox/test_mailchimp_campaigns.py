@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import requests
-from mailchimp_helpers import problem
 from mailchimp_marketing.api_client import ApiClientError
 
 from flask_dmmail.sandbox.mailchimp import MailchimpState
+from tests.sandbox.mailchimp_helpers import problem
 
 HTML = '<p>New opportunities</p><p><a href="*|UNSUB|*">Unsubscribe</a></p>'
 SETTINGS = {
@@ -30,7 +30,7 @@ def audience(mc: MailchimpState, list_id: str) -> str:
 
 
 def _create(client: Any, list_id: str, **settings: Any) -> dict[str, Any]:
-    return client.campaigns.create(
+    campaign: dict[str, Any] = client.campaigns.create(
         {
             "type": "regular",
             "recipients": {"list_id": list_id},
@@ -38,6 +38,7 @@ def _create(client: Any, list_id: str, **settings: Any) -> dict[str, Any]:
             "tracking": {"opens": False, "html_clicks": False, "text_clicks": False},
         }
     )
+    return campaign
 
 
 def _ready(client: Any, list_id: str, html: str = HTML, **settings: Any) -> str:

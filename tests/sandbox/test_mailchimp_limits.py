@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mailchimp_helpers import MailchimpServer, make_client, problem, raw
 from mailchimp_marketing.api_client import ApiClientError
 
 from flask_dmmail.sandbox.mailchimp import MailchimpState
+from tests.sandbox.mailchimp_helpers import MailchimpServer, make_client, problem, raw
 
 
 def _wait_for(condition: Any, what: str) -> None:

@@ -7,11 +7,11 @@ import re
 from typing import Any
 
 import pytest
-from mailchimp_helpers import MailchimpServer, problem
 from mailchimp_marketing.api_client import ApiClientError
 
 from flask_dmmail.sandbox import Sandbox
 from flask_dmmail.sandbox.mailchimp import MailchimpProblem, MailchimpState, subscriber_hash
+from tests.sandbox.mailchimp_helpers import MailchimpServer, problem
 
 LIST_BODY: dict[str, Any] = {
     "name": "DOS suppliers",

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import requests
-from mailchimp_helpers import MailchimpServer, problem, raw
 from mailchimp_marketing.api_client import ApiClientError
 
 from flask_dmmail.sandbox.mailchimp import MailchimpState, subscriber_hash
+from tests.sandbox.mailchimp_helpers import MailchimpServer, problem, raw
 
 EMAIL = "Boop@Jones.com"
 HASH = "267a97babeaa2810f2c99246ee580d0e"

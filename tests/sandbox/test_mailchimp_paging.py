@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 import pytest
-from mailchimp_helpers import MailchimpServer, problem, raw
 from mailchimp_marketing.api_client import ApiClientError
 
 from flask_dmmail.sandbox.mailchimp import MailchimpState
+from tests.sandbox.mailchimp_helpers import MailchimpServer, problem, raw
 
 EMAILS = [f"supplier{i:04d}@dm.org" for i in range(2500)]
 

@@ -10,15 +10,14 @@ from typing import Any
 import pytest
 import requests
 from notifications_python_client.notifications import NotificationsAPIClient
-from notify_helpers import *  # noqa: F403 (the fixtures)
-from notify_helpers import (
+
+from flask_dmmail.sandbox import Sandbox
+from tests.sandbox.notify_helpers import (
     auth_header,
     key_parts,
     raises_http,
     v2_errors,
 )
-
-from flask_dmmail.sandbox import Sandbox
 
 GENERAL = (
     "Invalid token: make sure your API token matches the example at "
@@ -95,44 +94,46 @@ def test_auth_runs_before_validation_and_limits(sbx: Sandbox, http: requests.Ses
 
 @pytest.mark.parametrize("key_type", ["test", "team", "live"])
 def test_revoked_key_is_refused_with_revoked_message(
-    sbx: Sandbox, make_client: Callable[..., NotificationsAPIClient], key_type: str
+    sbx: Sandbox, make_notify_client: Callable[..., NotificationsAPIClient], key_type: str
 ) -> None:
     key = getattr(sbx.keys, key_type)
-    client = make_client(key)
+    client = make_notify_client(key)
     assert client.get_all_notifications()["notifications"] == []
     sbx.state.revoke_key(key_type)
     error = raises_http(client.get_all_notifications)
     assert error.status_code == 403
     assert error.message == v2_errors("AuthError", "Invalid token: API key revoked")
     other = "team" if key_type != "team" else "test"
-    assert make_client(getattr(sbx.keys, other)).get_all_notifications()["notifications"] == []
+    assert (
+        make_notify_client(getattr(sbx.keys, other)).get_all_notifications()["notifications"] == []
+    )
 
 
 def test_revoke_through_control_endpoint(
-    sbx: Sandbox, http: requests.Session, client: NotificationsAPIClient
+    sbx: Sandbox, http: requests.Session, notify_client: NotificationsAPIClient
 ) -> None:
     response = http.post(f"{sbx.url}/_sandbox/keys/test/revoke")
     assert response.json() == {"key_type": "test", "revoked": True}
-    assert raises_http(client.get_all_notifications).message == v2_errors(
+    assert raises_http(notify_client.get_all_notifications).message == v2_errors(
         "AuthError", "Invalid token: API key revoked"
     )
     http.post(f"{sbx.url}/_sandbox/keys/test/restore")
-    assert client.get_all_notifications()["notifications"] == []
+    assert notify_client.get_all_notifications()["notifications"] == []
 
 
 def test_client_with_a_key_of_another_secret_gets_key_not_found(
-    sbx: Sandbox, make_client: Callable[..., NotificationsAPIClient]
+    sbx: Sandbox, make_notify_client: Callable[..., NotificationsAPIClient]
 ) -> None:
     service_id, _ = key_parts(sbx.keys.live)
-    error = raises_http(make_client(f"mine-{service_id}-{uuid.uuid4()}").get_all_templates)
+    error = raises_http(make_notify_client(f"mine-{service_id}-{uuid.uuid4()}").get_all_templates)
     assert error.status_code == 403
     assert error.message == v2_errors("AuthError", "Invalid token: API key not found")
 
 
 def test_client_of_another_service_gets_service_not_found(
-    sbx: Sandbox, make_client: Callable[..., NotificationsAPIClient]
+    sbx: Sandbox, make_notify_client: Callable[..., NotificationsAPIClient]
 ) -> None:
-    error = raises_http(make_client(f"mine-{uuid.uuid4()}-{uuid.uuid4()}").get_all_templates)
+    error = raises_http(make_notify_client(f"mine-{uuid.uuid4()}-{uuid.uuid4()}").get_all_templates)
     assert (error.status_code, error.message) == (
         403,
         v2_errors("AuthError", "Invalid token: service not found"),
@@ -140,14 +141,14 @@ def test_client_of_another_service_gets_service_not_found(
 
 
 def test_every_key_type_authenticates(
-    sbx: Sandbox, make_client: Callable[..., NotificationsAPIClient]
+    sbx: Sandbox, make_notify_client: Callable[..., NotificationsAPIClient]
 ) -> None:
     for key in (sbx.keys.test, sbx.keys.team, sbx.keys.live):
-        assert "templates" in make_client(key).get_all_templates()
+        assert "templates" in make_notify_client(key).get_all_templates()
 
 
 def test_unknown_route_skips_auth_and_uses_the_generic_404(
-    sbx: Sandbox, http: requests.Session, client: NotificationsAPIClient
+    sbx: Sandbox, http: requests.Session, notify_client: NotificationsAPIClient
 ) -> None:
     response = http.get(f"{sbx.url}/v2/nothing-here")
     assert response.status_code == 404
@@ -156,7 +157,7 @@ def test_unknown_route_skips_auth_and_uses_the_generic_404(
         "message": "The requested URL was not found on the server. If you entered the URL "
         "manually please check your spelling and try again.",
     }
-    error = raises_http(lambda: client.get("/v2/nothing-here"))
+    error = raises_http(lambda: notify_client.get("/v2/nothing-here"))
     assert error.status_code == 404
     assert isinstance(error.message, str)
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 import requests
 from flask import Blueprint, Flask
 from notifications_python_client.errors import HTTP503Error
 from notifications_python_client.notifications import NotificationsAPIClient
-from notify_helpers import *  # noqa: F403 (the fixtures)
-from notify_helpers import PLAIN_ID, raises_http, v2_errors
 
 from flask_dmmail.sandbox import Sandbox, create_app
 from flask_dmmail.sandbox.faults import FaultMiddleware
+from tests.sandbox.notify_helpers import PLAIN_ID, raises_http, v2_errors
 
 
 def _send(client: NotificationsAPIClient) -> str:
@@ -23,10 +23,10 @@ def _send(client: NotificationsAPIClient) -> str:
 
 
 def test_error_rate_answers_notifys_500_without_processing(
-    sbx: Sandbox, client: NotificationsAPIClient
+    sbx: Sandbox, notify_client: NotificationsAPIClient
 ) -> None:
     sbx.state.set_faults(error_rate=1.0)
-    error = raises_http(lambda: _send(client))
+    error = raises_http(lambda: _send(notify_client))
     assert (error.status_code, error.message) == (
         500,
         v2_errors("InternalServerError", "Internal server error"),
@@ -35,23 +35,23 @@ def test_error_rate_answers_notifys_500_without_processing(
 
 
 def test_drop_stores_then_resets_the_connection(
-    sbx: Sandbox, client: NotificationsAPIClient
+    sbx: Sandbox, notify_client: NotificationsAPIClient
 ) -> None:
     sbx.state.set_faults(drop_rate=1.0)
-    error = raises_http(lambda: _send(client))
+    error = raises_http(lambda: _send(notify_client))
     assert isinstance(error, HTTP503Error)
     assert (error.status_code, error.message) == (503, "Request failed")
     assert len(sbx.state.outbox()) == 1
     sbx.state.clear_faults()
-    _send(client)  # the same client (session) recovers
+    _send(notify_client)  # the same client (session) recovers
     assert len(sbx.state.outbox()) == 2
 
 
 def test_stall_stores_then_outlasts_the_client_timeout(
-    sbx: Sandbox, make_client: Callable[..., NotificationsAPIClient]
+    sbx: Sandbox, make_notify_client: Callable[..., NotificationsAPIClient]
 ) -> None:
     sbx.state.set_faults(stall_rate=1.0, stall_seconds=60)
-    client = make_client(timeout=0.3)
+    client = make_notify_client(timeout=0.3)
     error = raises_http(lambda: _send(client))
     assert isinstance(error, HTTP503Error)
     assert error.message == "Request failed"
@@ -61,13 +61,13 @@ def test_stall_stores_then_outlasts_the_client_timeout(
     assert len(sbx.state.outbox()) == 2
 
 
-def test_fractions_split_requests(sbx: Sandbox, client: NotificationsAPIClient) -> None:
+def test_fractions_split_requests(sbx: Sandbox, notify_client: NotificationsAPIClient) -> None:
     sbx.state.set_limits(rate_limit=100_000)
     sbx.state.set_faults(error_rate=0.5, seed=7)
     outcomes = []
     for _ in range(40):
         try:
-            _send(client)
+            _send(notify_client)
             outcomes.append(201)
         except Exception as error:
             outcomes.append(getattr(error, "status_code", 0))
@@ -76,7 +76,7 @@ def test_fractions_split_requests(sbx: Sandbox, client: NotificationsAPIClient) 
 
 
 def test_latency_and_paths(
-    sbx: Sandbox, client: NotificationsAPIClient, http: requests.Session
+    sbx: Sandbox, notify_client: NotificationsAPIClient, http: requests.Session
 ) -> None:
     config = http.post(
         f"{sbx.url}/_sandbox/faults",
@@ -90,11 +90,11 @@ def test_latency_and_paths(
         "stall_seconds": 35.0,
         "paths": ["/v2/template/"],
     }
-    _send(client)  # other paths untouched
-    assert raises_http(lambda: client.get_template(PLAIN_ID)).status_code == 500
+    _send(notify_client)  # other paths untouched
+    assert raises_http(lambda: notify_client.get_template(PLAIN_ID)).status_code == 500
     assert http.get(f"{sbx.url}/_sandbox/faults").json() == config
     http.delete(f"{sbx.url}/_sandbox/faults")
-    assert client.get_template(PLAIN_ID)["id"] == PLAIN_ID
+    assert notify_client.get_template(PLAIN_ID)["id"] == PLAIN_ID
 
 
 def test_control_endpoints_are_never_faulted(sbx: Sandbox, http: requests.Session) -> None:
@@ -146,7 +146,9 @@ def test_http11_keep_alive_serves_several_requests_on_one_connection(sbx: Sandbo
     request = (
         f"GET /v2/nothing HTTP/1.1\r\nHost: {sbx.host}:{sbx.port}\r\nContent-Length: 0\r\n\r\n"
     ).encode()
-    with socket.create_connection((sbx.host, sbx.port), timeout=5) as conn:
+    # Sandbox.host is a str at runtime; its inferred type still allows the bytearray that
+    # socketserver's server_address admits.
+    with socket.create_connection((cast(str, sbx.host), sbx.port), timeout=5) as conn:
         answers = []
         for _ in range(3):
             conn.sendall(request)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 import requests
 from notifications_python_client.notifications import NotificationsAPIClient
-from notify_helpers import *  # noqa: F403 (the fixtures)
-from notify_helpers import PLAIN_ID, TEAM_MEMBER, auth_header, raises_http, v2_errors
 
 from flask_dmmail.sandbox import Sandbox
+from tests.sandbox.notify_helpers import PLAIN_ID, TEAM_MEMBER, auth_header, raises_http, v2_errors
 
 
 def _rate_error(label: str, limit: int) -> list[dict[str, str]]:
@@ -25,20 +25,20 @@ def _rate_error(label: str, limit: int) -> list[dict[str, str]]:
 )
 def test_rate_limit_per_key_type(
     sbx: Sandbox,
-    make_client: Callable[..., NotificationsAPIClient],
+    make_notify_client: Callable[..., NotificationsAPIClient],
     key_type: str,
     label: str,
 ) -> None:
     # 3 per 60 s: a bucket of ceil(3/3)+1 = 2 tokens, refilled at 0.05 per second.
     sbx.state.set_limits(rate_limit=3)
-    client = make_client(getattr(sbx.keys, key_type))
+    client = make_notify_client(getattr(sbx.keys, key_type))
     for _ in range(2):
         client.send_email_notification(TEAM_MEMBER, PLAIN_ID)
     error = raises_http(lambda: client.send_email_notification(TEAM_MEMBER, PLAIN_ID))
     assert (error.status_code, error.message) == (429, _rate_error(label, 3))
     # other key types have their own bucket; GETs are never limited
     other = sbx.keys.test if key_type != "test" else sbx.keys.live
-    make_client(other).send_email_notification(TEAM_MEMBER, PLAIN_ID)
+    make_notify_client(other).send_email_notification(TEAM_MEMBER, PLAIN_ID)
     assert client.get_all_notifications()["notifications"]
 
 
@@ -64,16 +64,16 @@ def test_rate_limit_is_checked_before_the_body_is_parsed(
 
 
 def test_daily_limit_team_and_live_share_a_counter_test_is_free(
-    sbx: Sandbox, make_client: Callable[..., NotificationsAPIClient]
+    sbx: Sandbox, make_notify_client: Callable[..., NotificationsAPIClient]
 ) -> None:
     sbx.state.set_limits(daily_limit=2)
-    live = make_client(sbx.keys.live)
-    team = make_client(sbx.keys.team)
-    test = make_client(sbx.keys.test)
+    live = make_notify_client(sbx.keys.live)
+    team = make_notify_client(sbx.keys.team)
+    test = make_notify_client(sbx.keys.test)
     live.send_email_notification("a@example.com", PLAIN_ID)
     team.send_email_notification(TEAM_MEMBER, PLAIN_ID)
     for client in (live, team):
-        error = raises_http(lambda c=client: c.send_email_notification(TEAM_MEMBER, PLAIN_ID))
+        error = raises_http(partial(client.send_email_notification, TEAM_MEMBER, PLAIN_ID))
         assert (error.status_code, error.message) == (
             429,
             v2_errors("TooManyRequestsError", "Exceeded send limits (email: 2) for today"),
@@ -84,10 +84,10 @@ def test_daily_limit_team_and_live_share_a_counter_test_is_free(
 
 
 def test_daily_limit_counts_only_stored_sends(
-    sbx: Sandbox, make_client: Callable[..., NotificationsAPIClient]
+    sbx: Sandbox, make_notify_client: Callable[..., NotificationsAPIClient]
 ) -> None:
     sbx.state.set_limits(daily_limit=1)
-    live = make_client(sbx.keys.live)
+    live = make_notify_client(sbx.keys.live)
     for _ in range(2):
         live.send_email_notification("simulate-delivered@notifications.service.gov.uk", PLAIN_ID)
         raises_http(lambda: live.send_email_notification("not an address", PLAIN_ID))
@@ -97,20 +97,22 @@ def test_daily_limit_counts_only_stored_sends(
 
 
 def test_limits_through_the_control_endpoint(
-    sbx: Sandbox, http: requests.Session, client: NotificationsAPIClient
+    sbx: Sandbox, http: requests.Session, notify_client: NotificationsAPIClient
 ) -> None:
     response = http.post(f"{sbx.url}/_sandbox/limits", json={"rate_limit": 3, "daily_limit": 9})
     assert response.json() == {"rate_limit": 3, "burst": 2, "daily_limit": 9}
     assert http.post(f"{sbx.url}/_sandbox/limits", json={"rate_limit": "x"}).status_code == 400
     assert http.post(f"{sbx.url}/_sandbox/limits", json={"other": 1}).status_code == 400
     for _ in range(2):
-        client.send_email_notification("a@example.com", PLAIN_ID)
+        notify_client.send_email_notification("a@example.com", PLAIN_ID)
     assert (
-        raises_http(lambda: client.send_email_notification("a@example.com", PLAIN_ID)).status_code
+        raises_http(
+            lambda: notify_client.send_email_notification("a@example.com", PLAIN_ID)
+        ).status_code
         == 429
     )
     sbx.state.reset()
-    client.send_email_notification("a@example.com", PLAIN_ID)
+    notify_client.send_email_notification("a@example.com", PLAIN_ID)
 
 
 def test_defaults_are_notifys() -> None:
@@ -126,11 +128,11 @@ def test_defaults_are_notifys() -> None:
 
 
 def test_the_bucket_size_can_be_set_apart_from_the_rate(
-    sbx: Sandbox, make_client: Callable[..., NotificationsAPIClient], http: requests.Session
+    sbx: Sandbox, make_notify_client: Callable[..., NotificationsAPIClient], http: requests.Session
 ) -> None:
     # 600 per 60 s would give Notify's bucket of 201 tokens; burst=4 holds 4.
     sbx.state.set_limits(rate_limit=600, burst=4)
-    client = make_client(sbx.keys.test)
+    client = make_notify_client(sbx.keys.test)
     for _ in range(4):
         client.send_email_notification(TEAM_MEMBER, PLAIN_ID)
     error = raises_http(lambda: client.send_email_notification(TEAM_MEMBER, PLAIN_ID))

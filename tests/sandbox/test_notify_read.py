@@ -11,8 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from notifications_python_client.notifications import NotificationsAPIClient
-from notify_helpers import *  # noqa: F403 (the fixtures)
-from notify_helpers import (
+
+from flask_dmmail.sandbox import Sandbox
+from tests.sandbox.notify_helpers import (
     ARCHIVED_ID,
     EMPTY_ID,
     FILE_ID,
@@ -24,8 +25,6 @@ from notify_helpers import (
     raises_http,
     v2_errors,
 )
-
-from flask_dmmail.sandbox import Sandbox
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 NOTIFICATION_FIELDS = {
@@ -46,15 +45,17 @@ def _send(client: NotificationsAPIClient, n: int, **kwargs: Any) -> list[str]:
     ]
 
 
-def test_get_notification_field_for_field(sbx: Sandbox, client: NotificationsAPIClient) -> None:
-    sent = client.send_email_notification(
+def test_get_notification_field_for_field(
+    sbx: Sandbox, notify_client: NotificationsAPIClient
+) -> None:
+    sent = notify_client.send_email_notification(
         "someone@example.com",
         WELCOME_ID,
         {"name": "Ada", "day": "Friday", "date": "2 May", "vip": "no"},
         reference="r-1",
         one_click_unsubscribe_url="https://example.gov.uk/u",
     )
-    got = client.get_notification_by_id(sent["id"])
+    got = notify_client.get_notification_by_id(sent["id"])
     assert set(got) == NOTIFICATION_FIELDS
     assert {k: got[k] for k in ("created_at", "sent_at", "completed_at")} == {
         "created_at": got["created_at"],
@@ -96,10 +97,10 @@ def test_get_notification_field_for_field(sbx: Sandbox, client: NotificationsAPI
 
 
 def test_get_notification_is_not_scoped_by_key_type(
-    sbx: Sandbox, make_client: Callable[..., NotificationsAPIClient]
+    sbx: Sandbox, make_notify_client: Callable[..., NotificationsAPIClient]
 ) -> None:
-    sent = _send(make_client(sbx.keys.live), 1)[0]
-    assert make_client(sbx.keys.test).get_notification_by_id(sent)["id"] == sent
+    sent = _send(make_notify_client(sbx.keys.live), 1)[0]
+    assert make_notify_client(sbx.keys.test).get_notification_by_id(sent)["id"] == sent
 
 
 @pytest.mark.parametrize(
@@ -133,39 +134,43 @@ def test_get_notification_is_not_scoped_by_key_type(
     ],
 )  # fmt: skip
 def test_read_errors(
-    client: NotificationsAPIClient, path: str, status: int, error_class: str, message: str
+    notify_client: NotificationsAPIClient, path: str, status: int, error_class: str, message: str
 ) -> None:
-    error = raises_http(lambda: client.get(path))
+    error = raises_http(lambda: notify_client.get(path))
     assert (error.status_code, error.message) == (status, v2_errors(error_class, message))
 
 
 def test_list_is_scoped_to_the_callers_key_type(
-    sbx: Sandbox, make_client: Callable[..., NotificationsAPIClient]
+    sbx: Sandbox, make_notify_client: Callable[..., NotificationsAPIClient]
 ) -> None:
-    test_ids = _send(make_client(sbx.keys.test), 2)
-    live_ids = _send(make_client(sbx.keys.live), 3)
+    test_ids = _send(make_notify_client(sbx.keys.test), 2)
+    live_ids = _send(make_notify_client(sbx.keys.live), 3)
     for key, ids in ((sbx.keys.test, test_ids), (sbx.keys.live, live_ids), (sbx.keys.team, [])):
-        listed = make_client(key).get_all_notifications()["notifications"]
+        listed = make_notify_client(key).get_all_notifications()["notifications"]
         assert [n["id"] for n in listed] == list(reversed(ids)), key[:10]
     assert {n.id for n in sbx.state.outbox()} == set(test_ids) | set(live_ids)
 
 
 def test_team_key_sends_to_team_member_are_listed_to_team_only(
-    sbx: Sandbox, make_client: Callable[..., NotificationsAPIClient]
+    sbx: Sandbox, make_notify_client: Callable[..., NotificationsAPIClient]
 ) -> None:
-    team = make_client(sbx.keys.team)
+    team = make_notify_client(sbx.keys.team)
     sent = team.send_email_notification("member@example.gov.uk", PLAIN_ID)["id"]
     assert [n["id"] for n in team.get_all_notifications()["notifications"]] == [sent]
-    assert make_client(sbx.keys.live).get_all_notifications()["notifications"] == []
+    assert make_notify_client(sbx.keys.live).get_all_notifications()["notifications"] == []
 
 
-def test_list_filters(sbx: Sandbox, client: NotificationsAPIClient) -> None:
-    a = client.send_email_notification("a@example.com", PLAIN_ID, reference="A")["id"]
-    b = client.send_email_notification("temp-fail@simulator.notify", PLAIN_ID, reference="B")["id"]
-    c = client.send_email_notification("perm-fail@simulator.notify", PLAIN_ID, reference="A")["id"]
+def test_list_filters(sbx: Sandbox, notify_client: NotificationsAPIClient) -> None:
+    a = notify_client.send_email_notification("a@example.com", PLAIN_ID, reference="A")["id"]
+    b = notify_client.send_email_notification(
+        "temp-fail@simulator.notify", PLAIN_ID, reference="B"
+    )["id"]
+    c = notify_client.send_email_notification(
+        "perm-fail@simulator.notify", PLAIN_ID, reference="A"
+    )["id"]
 
     def ids(**filters: Any) -> list[str]:
-        return [n["id"] for n in client.get_all_notifications(**filters)["notifications"]]
+        return [n["id"] for n in notify_client.get_all_notifications(**filters)["notifications"]]
 
     assert ids(reference="A") == [c, a]
     assert ids(status="delivered") == [a]
@@ -182,17 +187,17 @@ def test_list_filters(sbx: Sandbox, client: NotificationsAPIClient) -> None:
 
 
 def test_links_current_and_next_as_notify_builds_them(
-    sbx: Sandbox, client: NotificationsAPIClient
+    sbx: Sandbox, notify_client: NotificationsAPIClient
 ) -> None:
-    first, second = _send(client, 2)
-    page = client.get_all_notifications(status=["delivered", "sending"], reference="x")
+    first, second = _send(notify_client, 2)
+    page = notify_client.get_all_notifications(status=["delivered", "sending"], reference="x")
     assert page == {
         "notifications": [],
         "links": {
             "current": f"{sbx.url}/v2/notifications?status=delivered&status=sending&reference=x"
         },
     }
-    page = client.get_all_notifications(status="delivered")
+    page = notify_client.get_all_notifications(status="delivered")
     links = page["links"]
     assert links["current"] == f"{sbx.url}/v2/notifications?status=delivered"
     assert urlsplit(links["next"]).path == "/v2/notifications"
@@ -204,25 +209,25 @@ def test_links_current_and_next_as_notify_builds_them(
 
 
 def test_pages_of_250_and_the_iterator_walks_them_all(
-    sbx: Sandbox, client: NotificationsAPIClient
+    sbx: Sandbox, notify_client: NotificationsAPIClient
 ) -> None:
     sbx.state.set_limits(rate_limit=100_000)
-    ids = _send(client, 260)
-    first = client.get_all_notifications()
+    ids = _send(notify_client, 260)
+    first = notify_client.get_all_notifications()
     assert len(first["notifications"]) == 250
     assert first["notifications"][0]["id"] == ids[-1]
     assert first["links"]["next"].endswith(f"older_than={ids[10]}")
-    second = client.get_all_notifications(older_than=ids[10])
+    second = notify_client.get_all_notifications(older_than=ids[10])
     assert [n["id"] for n in second["notifications"]] == list(reversed(ids[:10]))
-    walked = [n["id"] for n in client.get_all_notifications_iterator()]
+    walked = [n["id"] for n in notify_client.get_all_notifications_iterator()]
     assert walked == list(reversed(ids))
 
 
 # ------------------------------------------------------------------ templates
 
 
-def test_get_template_and_versions(sbx: Sandbox, client: NotificationsAPIClient) -> None:
-    template = client.get_template(WELCOME_ID)
+def test_get_template_and_versions(sbx: Sandbox, notify_client: NotificationsAPIClient) -> None:
+    template = notify_client.get_template(WELCOME_ID)
     assert set(template) == TEMPLATE_FIELDS
     assert TIME.match(template["created_at"])
     assert {k: v for k, v in template.items() if k != "created_at"} == {
@@ -246,34 +251,34 @@ def test_get_template_and_versions(sbx: Sandbox, client: NotificationsAPIClient)
     sbx.state.seed(
         {"templates": [{"id": WELCOME_ID, "name": "Welcome", "subject": "New", "body": "New"}]}
     )
-    latest = client.get_template(WELCOME_ID)
+    latest = notify_client.get_template(WELCOME_ID)
     assert (latest["version"], latest["subject"]) == (2, "New")
     assert TIME.match(latest["updated_at"])
     assert latest["personalisation"] == {}
-    old = client.get_template_version(WELCOME_ID, 1)
+    old = notify_client.get_template_version(WELCOME_ID, 1)
     assert (old["version"], old["subject"], old["updated_at"]) == (
         1,
         "Hello ((name)) - it's ((day))",
         None,
     )
-    sent = client.send_email_notification("a@example.com", WELCOME_ID)
+    sent = notify_client.send_email_notification("a@example.com", WELCOME_ID)
     assert sent["template"]["version"] == 2
 
 
 def test_archived_templates_are_returned_by_id_but_not_listed(
-    client: NotificationsAPIClient,
+    notify_client: NotificationsAPIClient,
 ) -> None:
-    assert client.get_template(ARCHIVED_ID)["name"] == "Old"
-    names = [t["name"] for t in client.get_all_templates()["templates"]]
+    assert notify_client.get_template(ARCHIVED_ID)["name"] == "Old"
+    names = [t["name"] for t in notify_client.get_all_templates()["templates"]]
     assert names == ["Empty", "File", "Plain", "Text", "Welcome"]
-    email_ids = [t["id"] for t in client.get_all_templates("email")["templates"]]
+    email_ids = [t["id"] for t in notify_client.get_all_templates("email")["templates"]]
     assert email_ids == [EMPTY_ID, FILE_ID, PLAIN_ID, WELCOME_ID]
-    sms = client.get_all_templates("sms")["templates"]
+    sms = notify_client.get_all_templates("sms")["templates"]
     assert [(t["id"], t["subject"]) for t in sms] == [(SMS_ID, None)]
 
 
-def test_preview(client: NotificationsAPIClient) -> None:
-    preview = client.post_template_preview(
+def test_preview(notify_client: NotificationsAPIClient) -> None:
+    preview = notify_client.post_template_preview(
         WELCOME_ID, {"name": "Ada", "day": "Monday", "date": "1 May", "vip": "no"}
     )
     assert preview == {
@@ -300,14 +305,14 @@ def test_preview(client: NotificationsAPIClient) -> None:
     ids=["personalisation-none", "missing", "unknown", "bad-id"],
 )  # fmt: skip
 def test_preview_errors(
-    client: NotificationsAPIClient,
+    notify_client: NotificationsAPIClient,
     template_id: str,
     personalisation: Any,
     status: int,
     error_class: str,
     message: str,
 ) -> None:
-    error = raises_http(lambda: client.post_template_preview(template_id, personalisation))
+    error = raises_http(lambda: notify_client.post_template_preview(template_id, personalisation))
     assert (error.status_code, error.message) == (status, v2_errors(error_class, message))
 
 
@@ -319,18 +324,18 @@ def test_preview_accepts_an_empty_body(sbx: Sandbox, http: requests.Session) -> 
     assert response.json()["body"] == "Plain body"
 
 
-def test_received_text_messages_is_empty(client: NotificationsAPIClient) -> None:
-    assert list(client.get_received_texts_iterator()) == []
+def test_received_text_messages_is_empty(notify_client: NotificationsAPIClient) -> None:
+    assert list(notify_client.get_received_texts_iterator()) == []
 
 
 # ------------------------------------------------------------------ control JSON
 
 
 def test_control_outbox_state_seed_and_reset(
-    sbx: Sandbox, make_client: Callable[..., NotificationsAPIClient], http: requests.Session
+    sbx: Sandbox, make_notify_client: Callable[..., NotificationsAPIClient], http: requests.Session
 ) -> None:
-    test_id = _send(make_client(sbx.keys.test), 1, reference="t")[0]
-    live_id = _send(make_client(sbx.keys.live), 1, reference="l")[0]
+    test_id = _send(make_notify_client(sbx.keys.test), 1, reference="t")[0]
+    live_id = _send(make_notify_client(sbx.keys.live), 1, reference="l")[0]
     outbox = http.get(f"{sbx.url}/_sandbox/outbox").json()["notifications"]
     assert [(n["id"], n["key_type"], n["status"]) for n in outbox] == [
         (live_id, "normal", "delivered"),
@@ -351,22 +356,22 @@ def test_control_outbox_state_seed_and_reset(
         json={"templates": [{"id": new_id, "name": "New", "subject": "S", "body": "B"}]},
     )
     assert (seeded.status_code, seeded.json()) == (201, {"templates": [new_id]})
-    assert make_client().get_template(new_id)["name"] == "New"
+    assert make_notify_client().get_template(new_id)["name"] == "New"
     bad = http.post(f"{sbx.url}/_sandbox/seed", json={"templates": [{"id": "x", "body": "b"}]})
     assert bad.status_code == 400
     assert http.post(f"{sbx.url}/_sandbox/seed", json={"nonsense": []}).status_code == 400
 
     assert http.post(f"{sbx.url}/_sandbox/reset").json() == {"result": "reset"}
     assert http.get(f"{sbx.url}/_sandbox/outbox").json() == {"notifications": []}
-    error = raises_http(lambda: make_client().get_template(new_id))
+    error = raises_http(lambda: make_notify_client().get_template(new_id))
     assert error.status_code == 404
-    assert make_client().get_template(PLAIN_ID)["name"] == "Plain"
+    assert make_notify_client().get_template(PLAIN_ID)["name"] == "Plain"
 
 
 def test_archive_through_control_endpoint(
-    sbx: Sandbox, client: NotificationsAPIClient, http: requests.Session
+    sbx: Sandbox, notify_client: NotificationsAPIClient, http: requests.Session
 ) -> None:
     http.post(f"{sbx.url}/_sandbox/templates/{PLAIN_ID}/archive", json={"archived": True})
-    error = raises_http(lambda: client.send_email_notification("a@example.com", PLAIN_ID))
+    error = raises_http(lambda: notify_client.send_email_notification("a@example.com", PLAIN_ID))
     assert error.message == v2_errors("BadRequestError", "Template has been deleted")
     assert http.post(f"{sbx.url}/_sandbox/templates/{UNKNOWN_ID}/archive").status_code == 404

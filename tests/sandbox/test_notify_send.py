@@ -9,14 +9,16 @@ import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
-from notifications_python_client import prepare_upload
 from notifications_python_client.notifications import NotificationsAPIClient
-from notify_helpers import *  # noqa: F403 (the fixtures)
-from notify_helpers import (
+from notifications_python_client.utils import prepare_upload
+
+from flask_dmmail.sandbox import Sandbox, SandboxState
+from flask_dmmail.sandbox.state import Notification
+from tests.sandbox.notify_helpers import (
     ARCHIVED_ID,
     EMPTY_ID,
     FILE_ID,
@@ -33,9 +35,6 @@ from notify_helpers import (
     v2_errors,
 )
 
-from flask_dmmail.sandbox import Sandbox, SandboxState
-from flask_dmmail.sandbox.state import Notification
-
 WELCOME = {"name": "Ada", "day": "Monday", "date": "1 May", "vip": "yes"}
 B64_CSV = base64.b64encode(b"a,b\n1,2\n").decode()
 TIME_FORMAT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -48,14 +47,16 @@ def _file(**options: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------ the happy path
 
 
-def test_send_with_every_option_and_a_file(sbx: Sandbox, client: NotificationsAPIClient) -> None:
+def test_send_with_every_option_and_a_file(
+    sbx: Sandbox, notify_client: NotificationsAPIClient
+) -> None:
     upload = prepare_upload(
         io.BytesIO(b"a,b\n1,2\n"),
         filename="report.csv",
         confirm_email_before_download=False,
         retention_period="4 weeks",
     )
-    response = client.send_email_notification(
+    response = notify_client.send_email_notification(
         " someone@example.com ",
         FILE_ID,
         personalisation={"doc": upload},
@@ -106,15 +107,15 @@ def test_send_with_every_option_and_a_file(sbx: Sandbox, client: NotificationsAP
             "is_csv": None,
         }
     ]
-    got = client.get_notification_by_id(notification_id)
+    got = notify_client.get_notification_by_id(notification_id)
     assert got["one_click_unsubscribe_url"] == "https://example.gov.uk/unsubscribe?x=1"
     assert got["email_address"] == "someone@example.com"
 
 
 def test_201_body_fills_body_and_typesets_subject(
-    sbx: Sandbox, client: NotificationsAPIClient
+    sbx: Sandbox, notify_client: NotificationsAPIClient
 ) -> None:
-    response = client.send_email_notification("a@example.com", WELCOME_ID, WELCOME)
+    response = notify_client.send_email_notification("a@example.com", WELCOME_ID, WELCOME)
     assert response["content"]["subject"] == "Hello Ada – it’s Monday"
     assert response["content"]["body"] == ("# Welcome Ada\n\nYour date is 1 May.\n\nYou are a VIP.")
     assert response["reference"] is None
@@ -123,8 +124,8 @@ def test_201_body_fills_body_and_typesets_subject(
     assert stored is not None and stored.subject == "Hello Ada – it’s Monday"
 
 
-def test_file_defaults(sbx: Sandbox, client: NotificationsAPIClient) -> None:
-    response = client.send_email_notification("a@example.com", FILE_ID, {"doc": _file()})
+def test_file_defaults(sbx: Sandbox, notify_client: NotificationsAPIClient) -> None:
+    response = notify_client.send_email_notification("a@example.com", FILE_ID, {"doc": _file()})
     stored = sbx.state.get(response["id"])
     assert stored is not None
     assert stored.files[0]["confirm_email_before_download"] is True
@@ -132,8 +133,8 @@ def test_file_defaults(sbx: Sandbox, client: NotificationsAPIClient) -> None:
     assert stored.files[0]["filename"] is None
 
 
-def test_sanitise_content_for(sbx: Sandbox, client: NotificationsAPIClient) -> None:
-    response = client.send_email_notification(
+def test_sanitise_content_for(sbx: Sandbox, notify_client: NotificationsAPIClient) -> None:
+    response = notify_client.send_email_notification(
         "a@example.com",
         WELCOME_ID,
         dict(WELCOME, name="*Ada* evil.com"),
@@ -145,9 +146,9 @@ def test_sanitise_content_for(sbx: Sandbox, client: NotificationsAPIClient) -> N
     assert response["content"]["body"].startswith("# Welcome \\*Ada\\* evil\\. com")
 
 
-def test_scheduled_for_is_validated_then_ignored(client: NotificationsAPIClient) -> None:
+def test_scheduled_for_is_validated_then_ignored(notify_client: NotificationsAPIClient) -> None:
     soon = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S")
-    response = client.post(
+    response = notify_client.post(
         "/v2/notifications/email",
         {"email_address": "a@example.com", "template_id": PLAIN_ID, "scheduled_for": soon},
     )
@@ -174,12 +175,12 @@ def test_any_content_type_is_accepted(sbx: Sandbox, http: requests.Session) -> N
 @pytest.mark.parametrize("key_type", ["test", "team", "live"])
 def test_smoke_test_addresses_answer_201_and_are_not_stored(
     sbx: Sandbox,
-    make_client: Callable[..., NotificationsAPIClient],
+    make_notify_client: Callable[..., NotificationsAPIClient],
     address: str,
     key_type: str,
 ) -> None:
     sbx.state.set_service(restricted=True)
-    client = make_client(getattr(sbx.keys, key_type))
+    client = make_notify_client(getattr(sbx.keys, key_type))
     response = client.send_email_notification(address, FILE_ID, {"doc": _file()})
     assert response["id"]
     assert sbx.state.outbox() == []
@@ -220,14 +221,14 @@ def test_smoke_test_addresses_answer_201_and_are_not_stored(
 )
 def test_key_types_and_trial_mode(
     sbx: Sandbox,
-    make_client: Callable[..., NotificationsAPIClient],
+    make_notify_client: Callable[..., NotificationsAPIClient],
     key_type: str,
     restricted: bool,
     recipient: str,
     allowed: bool,
 ) -> None:
     sbx.state.set_service(restricted=restricted)
-    client = make_client(getattr(sbx.keys, key_type))
+    client = make_notify_client(getattr(sbx.keys, key_type))
     if allowed:
         response = client.send_email_notification(recipient, PLAIN_ID)
         stored = sbx.state.get(response["id"])
@@ -254,17 +255,17 @@ def test_key_types_and_trial_mode(
     ],
 )
 def test_statuses_end_as_the_simulator_says(
-    sbx: Sandbox, client: NotificationsAPIClient, address: str, final: str
+    sbx: Sandbox, notify_client: NotificationsAPIClient, address: str, final: str
 ) -> None:
-    response = client.send_email_notification(address, PLAIN_ID)
-    got = client.get_notification_by_id(response["id"])
+    response = notify_client.send_email_notification(address, PLAIN_ID)
+    got = notify_client.get_notification_by_id(response["id"])
     assert got["status"] == final
     assert TIME_FORMAT.match(got["sent_at"])
     assert TIME_FORMAT.match(got["completed_at"])
 
 
 def test_status_listeners_fire_without_anyone_reading(
-    sbx: Sandbox, client: NotificationsAPIClient
+    sbx: Sandbox, notify_client: NotificationsAPIClient
 ) -> None:
     seen: list[tuple[str, str]] = []
     done = threading.Event()
@@ -277,7 +278,7 @@ def test_status_listeners_fire_without_anyone_reading(
     sbx.state.set_service(delivery_delay=0.05)
     sbx.state.add_status_listener(listener)
     try:
-        response = client.send_email_notification("a@example.com", PLAIN_ID)
+        response = notify_client.send_email_notification("a@example.com", PLAIN_ID)
         assert done.wait(10)
     finally:
         sbx.state.remove_status_listener(listener)
@@ -285,18 +286,18 @@ def test_status_listeners_fire_without_anyone_reading(
 
 
 def test_delivery_delay_keeps_created_until_due_and_force_status(
-    sbx: Sandbox, client: NotificationsAPIClient, http: requests.Session
+    sbx: Sandbox, notify_client: NotificationsAPIClient, http: requests.Session
 ) -> None:
     sbx.state.set_service(delivery_delay=600)
-    response = client.send_email_notification("a@example.com", PLAIN_ID)
-    got = client.get_notification_by_id(response["id"])
+    response = notify_client.send_email_notification("a@example.com", PLAIN_ID)
+    got = notify_client.get_notification_by_id(response["id"])
     assert (got["status"], got["sent_at"], got["completed_at"]) == ("created", None, None)
     forced = http.post(
         f"{sbx.url}/_sandbox/notifications/{response['id']}/status",
         json={"status": "technical-failure"},
     )
     assert forced.json()["status"] == "technical-failure"
-    got = client.get_notification_by_id(response["id"])
+    got = notify_client.get_notification_by_id(response["id"])
     assert got["status"] == "technical-failure"
     assert got["completed_at"] is not None
     bad = http.post(
@@ -447,26 +448,26 @@ def _send_cases() -> list[Any]:
 @pytest.mark.parametrize(("body", "error_class", "messages"), _send_cases())
 def test_send_errors(
     sbx: Sandbox,
-    client: NotificationsAPIClient,
+    notify_client: NotificationsAPIClient,
     body: Any,
     error_class: str,
     messages: list[str],
 ) -> None:
     expected = [m.replace("{service_id}", sbx.state.service_id) for m in messages]
-    error = raises_http(lambda: client.post("/v2/notifications/email", body))
+    error = raises_http(lambda: notify_client.post("/v2/notifications/email", body))
     assert error.status_code == 400
     assert error.message == v2_errors(error_class, *expected)
     assert sbx.state.outbox() == []
 
 
-def test_send_errors_through_send_email_notification(client: NotificationsAPIClient) -> None:
-    error = raises_http(lambda: client.send_email_notification("a@example.com", UNKNOWN_ID))
+def test_send_errors_through_send_email_notification(notify_client: NotificationsAPIClient) -> None:
+    error = raises_http(lambda: notify_client.send_email_notification("a@example.com", UNKNOWN_ID))
     assert (error.status_code, error.message) == (
         400,
         v2_errors("BadRequestError", "Template not found"),
     )
     error = raises_http(
-        lambda: client.send_email_notification("a@example.com", WELCOME_ID, {"name": "x"})
+        lambda: notify_client.send_email_notification("a@example.com", WELCOME_ID, {"name": "x"})
     )
     assert error.message == v2_errors("BadRequestError", "Missing personalisation: day, date, vip")
 
@@ -490,30 +491,32 @@ def test_raw_bodies(sbx: Sandbox, http: requests.Session, data: str, messages: l
 
 
 def test_sms_and_letters_answer_as_a_service_without_permission(
-    client: NotificationsAPIClient,
+    notify_client: NotificationsAPIClient,
 ) -> None:
-    error = raises_http(lambda: client.send_sms_notification("07700900123", SMS_ID))
+    error = raises_http(lambda: notify_client.send_sms_notification("07700900123", SMS_ID))
     assert error.message == v2_errors(
         "BadRequestError", "Service is not allowed to send text messages"
     )
     error = raises_http(
-        lambda: client.send_letter_notification(
+        lambda: notify_client.send_letter_notification(
             PLAIN_ID, {"address_line_1": "A", "address_line_2": "B", "postcode": "SW1A 1AA"}
         )
     )
     assert error.message == v2_errors("BadRequestError", "Service is not allowed to send letters")
     error = raises_http(
-        lambda: client.send_precompiled_letter_notification("ref", io.BytesIO(b"%PDF-1.4"))
+        lambda: notify_client.send_precompiled_letter_notification("ref", io.BytesIO(b"%PDF-1.4"))
     )
     assert error.message == v2_errors("BadRequestError", "Service is not allowed to send letters")
-    error = raises_http(lambda: client.post("/v2/notifications/sms", {"template_id": SMS_ID}))
+    error = raises_http(
+        lambda: notify_client.post("/v2/notifications/sms", {"template_id": SMS_ID})
+    )
     assert error.message == v2_errors("ValidationError", "phone_number is a required property")
 
 
 def test_check_order_template_before_reply_to_before_recipient(
-    make_client: Callable[..., NotificationsAPIClient], sbx: Sandbox
+    make_notify_client: Callable[..., NotificationsAPIClient], sbx: Sandbox
 ) -> None:
-    team = make_client(sbx.keys.team)
+    team = make_notify_client(sbx.keys.team)
     error = raises_http(
         lambda: team.send_email_notification(STRANGER, UNKNOWN_ID, email_reply_to_id=UNKNOWN_ID)
     )
@@ -521,7 +524,8 @@ def test_check_order_template_before_reply_to_before_recipient(
     error = raises_http(
         lambda: team.send_email_notification(STRANGER, PLAIN_ID, email_reply_to_id=UNKNOWN_ID)
     )
-    assert "does not exist in database" in error.message[0]["message"]
+    # A v2 error body: HTTPError.message is typed ``str | list[dict]``.
+    assert "does not exist in database" in cast(list[dict[str, str]], error.message)[0]["message"]
     error = raises_http(
         lambda: team.send_email_notification(STRANGER, FILE_ID, {"doc": _file(is_csv="potato")})
     )
