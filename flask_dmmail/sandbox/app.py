@@ -8,7 +8,12 @@ from flask import Flask
 
 from .control import control_blueprint
 from .faults import FaultMiddleware
-from .mailchimp import ConnectionLimit, mailchimp_blueprint, mailchimp_error_body
+from .mailchimp import (
+    ConnectionLimit,
+    mailchimp_blueprint,
+    mailchimp_downloads_blueprint,
+    mailchimp_error_body,
+)
 from .notify_api import notify_blueprint, register_error_pages
 from .outbox import outbox_blueprint
 from .state import SandboxState
@@ -21,9 +26,10 @@ def create_app(state: SandboxState | None = None, **state_options: Any) -> Flask
     when None).
 
     Serves Notify's /v2 API, the /_sandbox controls, the outbox page at / and Mailchimp's
-    /3.0 API. ``app.extensions["dmmail_sandbox"]`` is the state; the
-    :class:`FaultMiddleware` (also at ``app.extensions["dmmail_sandbox_faults"]``) wraps the
-    whole app, so any blueprint registered on it later gets the same fault injection.
+    /3.0 API (with finished batches' results under /_sandbox/mailchimp/).
+    ``app.extensions["dmmail_sandbox"]`` is the state; the :class:`FaultMiddleware` (also at
+    ``app.extensions["dmmail_sandbox_faults"]``) wraps the whole app, so any blueprint
+    registered on it later gets the same fault injection.
     """
     if state is None:
         state = SandboxState(**state_options)
@@ -36,6 +42,7 @@ def create_app(state: SandboxState | None = None, **state_options: Any) -> Flask
     app.register_blueprint(control_blueprint(state))
     app.register_blueprint(outbox_blueprint(state))
     app.register_blueprint(mailchimp_blueprint(state.mailchimp))
+    app.register_blueprint(mailchimp_downloads_blueprint(state.mailchimp))
     register_error_pages(app)
     faults = FaultMiddleware(app.wsgi_app, state)
     faults.add_error_body("/3.0/", mailchimp_error_body)

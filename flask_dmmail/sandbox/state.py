@@ -698,7 +698,7 @@ class SandboxState:
             self._listeners.remove(listener)
 
     def close(self) -> None:
-        """Stop the status ticker thread and release stalled requests."""
+        """Stop the status ticker and Mailchimp batch threads and release stalled requests."""
         with self.lock:
             self._closed = True
             self._wake.notify_all()
@@ -706,6 +706,7 @@ class SandboxState:
         ticker = self._ticker
         if ticker is not None and ticker is not threading.current_thread():
             ticker.join(timeout=2)
+        self.mailchimp.close()
         if self.callbacks is not None:
             self.callbacks.close()
 

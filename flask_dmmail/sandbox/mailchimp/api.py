@@ -1,8 +1,10 @@
 """The ``/3.0`` blueprint: Mailchimp Marketing API v3 as the official client sees it.
 
 Routing, auth, the in-flight connection cap, ``fields``/``exclude_fields`` and the problem+json
-error format live here; every rule about audiences, members and campaigns lives in
-:class:`~.state.MailchimpState`.
+error format live here; every rule about audiences, members, campaigns and batches lives in
+:class:`~.state.MailchimpState`. Batch operations are dispatched back through this blueprint
+(:func:`_batch_dispatcher`); their results are downloaded from
+:func:`mailchimp_downloads_blueprint`, outside ``/3.0``.
 """
 
 from __future__ import annotations
@@ -13,19 +15,26 @@ import json
 import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.test import Client
 from werkzeug.wsgi import ClosingIterator
 
 from . import problems
 from .problems import MailchimpProblem
-from .state import MEMBER_STATUSES, MailchimpState, parse_time
+from .state import MEMBER_STATUSES, BatchDispatch, BatchOperation, MailchimpState, parse_time
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["ConnectionLimit", "mailchimp_blueprint", "mailchimp_error_body"]
+__all__ = [
+    "ConnectionLimit",
+    "mailchimp_blueprint",
+    "mailchimp_downloads_blueprint",
+    "mailchimp_error_body",
+]
 
 JSON_TYPE = "application/json; charset=utf-8"
 PROBLEM_TYPE = "application/problem+json; charset=utf-8"
@@ -230,7 +239,7 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
                 "API Key Invalid",
                 "Your API key may be invalid, or you've attempted to access the wrong datacenter.",
             )
-        if request.environ.get(_COUNTED) is None:
+        if request.environ.get(_COUNTED) is None and not request.environ.get(_BATCH_OPERATION):
             if not state.enter_request(key):
                 raise _too_many(state)
             g.mc_key = key
@@ -259,7 +268,7 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
             return _problem(_method_not_allowed(list(exc.valid_methods or [])))
         code = exc.code or 500
         if code >= 500:
-            return _problem(_internal_error())
+            return _problem(problems.internal_error())
         return _problem(MailchimpProblem(code, exc.name, exc.description or exc.name))
 
     def route(rule: str, methods: tuple[str, ...]) -> Callable[[Callable[..., Response]], Any]:
@@ -433,6 +442,45 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
         state.unschedule_campaign(campaign_id)
         return _no_content()
 
+    # ---- batches
+
+    @route("/batches", ("GET", "POST"))
+    def batches() -> Response:
+        if request.method == "POST":
+            app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+            root = request.url_root.rstrip("/")
+            dispatch = _batch_dispatcher(app, request.headers.get("Authorization", ""), root)
+            return _json(state.start_batch(_body(), _base(), root=root, dispatch=dispatch))
+        return _json(
+            state.get_batches(
+                _base(),
+                count=_int_arg("count", 10, maximum=MAX_COUNT),
+                offset=_int_arg("offset", 0),
+            )
+        )
+
+    @route("/batches/<batch_id>", ("GET", "DELETE"))
+    def batch(batch_id: str) -> Response:
+        if request.method == "DELETE":
+            state.delete_batch(batch_id)
+            return _no_content()
+        return _json(state.get_batch(batch_id, _base()))
+
+    @route("/batch-webhooks", ("GET", "POST"))
+    def batch_webhooks() -> Response:
+        if request.method == "POST":
+            return _json(state.create_batch_webhook(_body(), _base()))
+        return _json(state.get_batch_webhooks(_base()))
+
+    @route("/batch-webhooks/<hook_id>", ("GET", "PATCH", "DELETE"))
+    def batch_webhook(hook_id: str) -> Response:
+        if request.method == "PATCH":
+            return _json(state.update_batch_webhook(hook_id, _body(), _base()))
+        if request.method == "DELETE":
+            state.delete_batch_webhook(hook_id)
+            return _no_content()
+        return _json(state.get_batch_webhook(hook_id, _base()))
+
     # ---- everything else under /3.0: 405 for a known path, else 404
 
     @bp.route("/<path:rest>", methods=[*_METHODS, "OPTIONS", "HEAD"], endpoint=_CATCH_ALL)
@@ -453,9 +501,77 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
     return bp
 
 
+# --------------------------------------------------------------------------- batches
+
+_S3_NOT_FOUND = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>"
+)
+
+
+def mailchimp_downloads_blueprint(state: MailchimpState) -> Blueprint:
+    """What Mailchimp keeps off its API: a finished batch's results, which the real service
+    puts on S3 behind an unauthenticated link (``response_body_url``).
+
+    ``GET /_sandbox/mailchimp/batches/<id>.tar.gz``: the gzipped tar, or S3's 404 while the
+    batch is unfinished, deleted or unknown.
+    """
+    bp = Blueprint("mailchimp_downloads", __name__, url_prefix="/_sandbox/mailchimp")
+
+    @bp.get("/batches/<batch_id>.tar.gz")
+    def batch_results(batch_id: str) -> Response:
+        archive = state.batch_archive(batch_id)
+        if archive is None:
+            return Response(_S3_NOT_FOUND, status=404, content_type="application/xml")
+        return Response(archive, content_type="application/gzip")
+
+    return bp
+
+
+def _batch_dispatcher(app: Flask, authorization: str, root: str) -> BatchDispatch:
+    """Run batch operations through ``app``'s own handlers, authenticated as the batch was.
+
+    The call goes to the Flask app beneath its WSGI middleware, so an operation meets neither
+    the connection cap nor injected faults; it is marked so the blueprint does not count it
+    either. It runs in the state's worker thread, so it shares no request context.
+    """
+
+    def flask_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return Flask.wsgi_app(app, environ, start_response)
+
+    client = Client(flask_app, use_cookies=False)
+    headers = {"Authorization": authorization, "Content-Type": "application/json"}
+
+    def dispatch(operation: BatchOperation) -> tuple[int, str]:
+        path, _, query = operation.path.partition("?")
+        pairs = [
+            *([query] if query else []),
+            *([urlencode(operation.params)] if operation.params else []),
+        ]
+        try:
+            response = client.open(
+                path="/3.0/" + path.lstrip("/"),
+                base_url=root + "/",
+                method=operation.method,
+                query_string="&".join(pairs),
+                data=(operation.body or "").encode("utf-8"),
+                headers=headers,
+                environ_overrides={_BATCH_OPERATION: True},
+            )
+        except Exception:
+            text = json.dumps(
+                problems.internal_error().body(str(uuid.uuid4())), separators=(",", ":")
+            )
+            return 500, text
+        return response.status_code, response.get_data(as_text=True)
+
+    return dispatch
+
+
 # --------------------------------------------------------------------------- WSGI parts
 
 _COUNTED = "dmmail.mailchimp.in_flight"
+_BATCH_OPERATION = "dmmail.mailchimp.batch_operation"
 
 
 def _environ_credentials(environ: WSGIEnvironment) -> tuple[str | None, bool]:
@@ -476,17 +592,9 @@ def _environ_credentials(environ: WSGIEnvironment) -> tuple[str | None, bool]:
     return None, False
 
 
-def _internal_error() -> MailchimpProblem:
-    return MailchimpProblem(
-        500,
-        "Internal Server Error",
-        "An unexpected internal error has occurred. Please contact Support for more information.",
-    )
-
-
 def mailchimp_error_body() -> tuple[str, bytes]:
     """Mailchimp's 500 problem body, for the sandbox's fault layer (``/3.0`` prefix)."""
-    text = json.dumps(_internal_error().body(str(uuid.uuid4())), separators=(",", ":"))
+    text = json.dumps(problems.internal_error().body(str(uuid.uuid4())), separators=(",", ":"))
     return PROBLEM_TYPE, text.encode()
 
 

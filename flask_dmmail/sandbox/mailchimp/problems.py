@@ -11,6 +11,7 @@ __all__ = [
     "MailchimpProblem",
     "compliance_state",
     "forgotten_email",
+    "internal_error",
     "invalid_resource",
     "looks_fake",
     "member_exists",
@@ -62,6 +63,14 @@ class MailchimpProblem(Exception):
 
 def not_found() -> MailchimpProblem:
     return MailchimpProblem(404, "Resource Not Found", "The requested resource could not be found.")
+
+
+def internal_error() -> MailchimpProblem:
+    return MailchimpProblem(
+        500,
+        "Internal Server Error",
+        "An unexpected internal error has occurred. Please contact Support for more information.",
+    )
 
 
 def invalid_resource(
