@@ -152,12 +152,11 @@ class Sandbox:
         self.state: SandboxState = app.extensions["dmmail_sandbox"]
         self.keys: SandboxKeys = self.state.keys
         self._server = server
-        host = server.server_address[0]
-        if isinstance(host, bytes):
-            host = host.decode()
+        address = server.server_address[0]
+        host = address if isinstance(address, str) else bytes(address).decode()
         if ":" in host:
             host = f"[{host}]"
-        self.host = host
+        self.host: str = host
         self.port: int = server.server_port
         self.url = f"http://{host}:{self.port}"
         self._thread = threading.Thread(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
-from typing import cast
 
 import pytest
 import requests
@@ -146,9 +145,7 @@ def test_http11_keep_alive_serves_several_requests_on_one_connection(sbx: Sandbo
     request = (
         f"GET /v2/nothing HTTP/1.1\r\nHost: {sbx.host}:{sbx.port}\r\nContent-Length: 0\r\n\r\n"
     ).encode()
-    # Sandbox.host is a str at runtime; its inferred type still allows the bytearray that
-    # socketserver's server_address admits.
-    with socket.create_connection((cast(str, sbx.host), sbx.port), timeout=5) as conn:
+    with socket.create_connection((sbx.host, sbx.port), timeout=5) as conn:
         answers = []
         for _ in range(3):
             conn.sendall(request)
