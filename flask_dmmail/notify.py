@@ -425,9 +425,15 @@ class NotifyGateway:
             yield NotificationStatus.from_json(item)
 
     def find_reference(
-        self, reference: str, *, since: datetime | None = None, include_failed: bool = True
+        self,
+        reference: str,
+        *,
+        since: datetime | None = None,
+        include_failed: bool = True,
+        email: PreparedEmail | None = None,
     ) -> NotificationStatus | None:
-        """The newest notification with ``reference`` (created after ``since``), or None."""
+        """The newest notification with ``reference`` (created after ``since``; of ``email``'s
+        address and template, since a reference may name a batch), or None."""
         data = self._call(
             lambda c: c.get_all_notifications(reference=reference, template_type="email")
         )
@@ -436,6 +442,8 @@ class NotifyGateway:
             if not include_failed and found.failed:
                 continue
             if since is not None and not _created_after(found.created_at, since):
+                continue
+            if email is not None and not _is_of(found, email):
                 continue
             return found
         return None
@@ -454,6 +462,12 @@ class NotifyGateway:
             body=data.get("body", ""),
             html=data.get("html"),
         )
+
+
+def _is_of(found: NotificationStatus, email: PreparedEmail) -> bool:
+    address = (found.email_address or email.sent_to).strip().lower()
+    template_id = (found.template_id or email.template_id).lower()
+    return address == email.sent_to.lower() and template_id == email.template_id
 
 
 def _created_after(created_at: str | None, since: datetime) -> bool:
@@ -547,7 +561,7 @@ def post_with_retries(
         attempt += 1
         try:
             if ambiguous:
-                found = gateway.find_reference(email.reference, since=since)
+                found = gateway.find_reference(email.reference, since=since, email=email)
                 if found is not None:
                     return SendOutcome(
                         sent_email_from_status(email, found, gateway.base_url), attempt, True
@@ -562,7 +576,7 @@ def post_with_retries(
                 if ambiguous:
                     if _timed_out(error):
                         sleep(settle)
-                    found = _last_lookup(gateway, email.reference, since)
+                    found = _last_lookup(gateway, email, since)
                     if found is not None:
                         return SendOutcome(
                             sent_email_from_status(email, found, gateway.base_url), attempt, True
@@ -581,9 +595,9 @@ def _timed_out(error: NotifyError) -> bool:
 
 
 def _last_lookup(
-    gateway: NotifyGateway, reference: str, since: datetime
+    gateway: NotifyGateway, email: PreparedEmail, since: datetime
 ) -> NotificationStatus | None:
     try:
-        return gateway.find_reference(reference, since=since)
+        return gateway.find_reference(email.reference, since=since, email=email)
     except DMMailError:
         return None

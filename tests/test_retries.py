@@ -119,3 +119,20 @@ def test_with_no_retries_a_timed_out_send_that_notify_stored_is_found(
     assert [n.id for n in sandbox.state.outbox()] == [sent.id]
     ours = [r for r in caplog.records if r.name == "flask_dmmail"]
     assert [getattr(r, "recovered", None) for r in ours] == [True]
+
+
+def test_a_reference_shared_with_another_email_is_not_taken_for_this_one(
+    make_app: Callable[..., Flask], sandbox: Sandbox
+) -> None:
+    # Notify references may name a batch: after a 5xx, the look-up must not take another
+    # recipient's notification with the same reference for this email.
+    mailer: Mailer = make_app(DM_NOTIFY_RETRIES=1).extensions["dmmail"]
+    first = mailer.send("first@example.gov.uk", "welcome", PERSONAL, reference="batch-7")
+    assert first is not None
+    sandbox.state.set_faults(error_rate=1.0, paths=["/v2/notifications/email"])
+    try:
+        with pytest.raises(NotifyUnavailableError):
+            mailer.send("second@example.gov.uk", "welcome", PERSONAL, reference="batch-7")
+    finally:
+        sandbox.state.clear_faults()
+    assert [n.id for n in sandbox.state.outbox()] == [first.id]
