@@ -68,13 +68,17 @@ class Mailer:
                 base_url,
             )
         assert api_key is not None  # Settings refuses no key outside sandbox mode
-        self.notify = NotifyGateway(api_key, base_url, settings.timeout)
-        self._mailchimp: Audiences | None = None
-        if self.sandbox is not None:
-            from .mailchimp import Audiences
+        try:
+            self.notify = NotifyGateway(api_key, base_url, settings.timeout)
+            self._mailchimp: Audiences | None = None
+            if self.sandbox is not None:
+                from .mailchimp import Audiences
 
-            # The sandbox's Mailchimp side, with every configured audience already there.
-            self._mailchimp = Audiences.from_mailer(self)
+                # The sandbox's Mailchimp side, with every configured audience already there.
+                self._mailchimp = Audiences.from_mailer(self)
+        except BaseException:
+            self.close()  # no Mailer to stop it later: do not leave its sandbox serving
+            raise
 
     def __repr__(self) -> str:
         mode = "sandbox" if self.sandbox is not None else "notify"

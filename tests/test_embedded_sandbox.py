@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from flask import Flask
 from notifications_python_client.notifications import NotificationsAPIClient
 
 from flask_dmmail import DMMail, Mailer
+from flask_dmmail.errors import ConfigurationError
 
 from .conftest import SEED, TEMPLATES, WELCOME_ID
 
@@ -92,3 +94,19 @@ def test_sandbox_templates_from_a_file(tmp_path: Path, monkeypatch: pytest.Monke
 def test_without_the_sandbox_there_is_no_outbox_page(app: Flask) -> None:
     assert app.extensions["dmmail"].sandbox is None
     assert app.test_client().get("/_dmmail/").status_code == 404
+
+
+def test_a_failed_init_app_stops_the_sandbox_it_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DM_NOTIFY_KEY", raising=False)
+
+    def sandbox_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("dmmail-sandbox-")}
+
+    before = sandbox_threads()
+    app = Flask("bad_audience")
+    app.testing = True
+    # A valid list id the sandbox cannot create (the Mailchimp client rewrites "server").
+    app.config.update(SECRET_KEY="s", DM_MAILCHIMP_AUDIENCES={"news": "server1"})
+    with pytest.raises(ConfigurationError, match="DM_MAILCHIMP_AUDIENCES"):
+        DMMail(app)
+    assert sandbox_threads() == before
