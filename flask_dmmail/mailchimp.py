@@ -735,8 +735,8 @@ class Audiences:
             return name
         known = ", ".join(sorted(self.audiences)) or "(none configured)"
         raise UnknownAudienceError(
-            f"{name!r} is neither an audience name in DM_MAILCHIMP_AUDIENCES ({known}) nor a "
-            "Mailchimp list id (10 hex digits, as in the audience's settings)."
+            f"{scrub(name)!r} is neither an audience name in DM_MAILCHIMP_AUDIENCES ({known}) "
+            "nor a Mailchimp list id (10 hex digits, as in the audience's settings)."
         )
 
     def name_of(self, list_id: str) -> str | None:

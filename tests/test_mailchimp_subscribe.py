@@ -194,6 +194,18 @@ def test_bad_arguments_are_refused_before_any_request(
     assert instrument.requests == []
 
 
+def test_an_address_passed_as_the_audience_is_not_repeated_in_the_error(
+    audiences: Audiences, instrument: Instrument
+) -> None:
+    # subscribe() takes (audience, email) but forget() takes (email, audience): swapped
+    # arguments must not put the address in the error (or the CLI's output).
+    with pytest.raises(UnknownAudienceError) as raised:
+        audiences.subscribe(ADDRESS, "suppliers")
+    assert ADDRESS not in str(raised.value)
+    assert "suppliers" in str(raised.value)
+    assert instrument.requests == []
+
+
 def test_an_audience_mailchimp_does_not_have_raises_not_found(
     audiences: Audiences, fired: list[Fired], mc_app: Flask
 ) -> None:
