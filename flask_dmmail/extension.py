@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, current_app
 
 from . import signals
+from .attachments import Attachment
 from .config import Settings
-from .errors import DMMailError, NotifyError
+from .errors import DMMailError, InvalidPersonalisationError, NotifyError
 from .notify import (
     NotificationStatus,
     NotifyGateway,
@@ -311,6 +312,12 @@ class Mailer:
         """Notify's preview of ``template`` filled with ``personalisation``."""
         template_id = check_template_name(template, self.settings.templates)
         values = check_personalisation(personalisation)
+        for key, value in values.items():
+            if isinstance(value, Attachment):
+                raise InvalidPersonalisationError(
+                    f"The value of {key!r} is a file: Notify's preview cannot take one. "
+                    "Preview with any text in its place."
+                )
         return self.notify.preview(template_id, values)
 
     def get_notification(self, notification_id: str) -> NotificationStatus:

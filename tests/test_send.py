@@ -233,6 +233,11 @@ def test_preview_of_a_missing_template(mailer: Mailer) -> None:
         mailer.preview("0f0f0f0f-0f0f-4f0f-8f0f-0f0f0f0f0f0f", {})
 
 
+def test_preview_refuses_a_file_with_a_typed_error(mailer: Mailer, sandbox: Sandbox) -> None:
+    with pytest.raises(InvalidPersonalisationError, match="'name'"):
+        mailer.preview("welcome", {"name": attachment(b"%PDF", filename="a.pdf"), "framework": "F"})
+
+
 def test_get_notification_and_not_found(mailer: Mailer) -> None:
     sent = mailer.send("a@example.gov.uk", "welcome", PERSONAL)
     assert sent is not None
