@@ -314,9 +314,6 @@ class Settings:
         base_url = config.get("DM_NOTIFY_BASE_URL") or DEFAULT_NOTIFY_BASE_URL
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ConfigurationError("DM_NOTIFY_BASE_URL", "must be an http(s) URL.")
-        retries = _number(config, "DM_NOTIFY_RETRIES", 3, minimum=0)
-        if retries != int(retries):
-            raise ConfigurationError("DM_NOTIFY_RETRIES", "must be a whole number of at least 0.")
         mc_base = config.get("DM_MAILCHIMP_BASE_URL") or None
         if mc_base is not None and (
             not isinstance(mc_base, str) or not mc_base.startswith(("http://", "https://"))
@@ -333,7 +330,7 @@ class Settings:
             templates=_templates(config),
             redirects=_redirects(config),
             timeout=_number(config, "DM_NOTIFY_TIMEOUT", 15.0, minimum=0.1),
-            retries=int(retries),
+            retries=_whole(config, "DM_NOTIFY_RETRIES", 3),
             retry_backoff=_number(config, "DM_NOTIFY_RETRY_BACKOFF", 0.5, minimum=0),
             sandbox=sandbox,
             sandbox_seed=_sandbox_seed(config),
