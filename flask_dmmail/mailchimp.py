@@ -1110,7 +1110,7 @@ class Audiences:
             for raw in emails:
                 address = _address(raw)
                 key = address.lower()
-                if key in items or key in chunk:
+                if key in items:  # every key of the chunk is in items already
                     continue
                 if not _valid(address):
                     items[key] = BulkItem(
