@@ -29,7 +29,7 @@ status code and error class as attributes, so callers branch on types, not on te
     │   ├── RateLimitError            429 RateLimitError        (transient)
     │   ├── DailyLimitError           429 TooManyRequestsError  (transient)
     │   ├── NotifyUnavailableError    5xx, timeout, connection  (transient)
-    │   └── NotifyProtocolError       a 2xx body that is not JSON
+    │   └── NotifyProtocolError       a 2xx body that is not JSON (or has no id)
     ├── MailchimpError                Mailchimp answered with an error (see mailchimp.py)
     └── BulkError                     a bulk send could not start or did not finish (bulk.py)
         ├── JournalError              the journal is another run's, in use, or unreadable
@@ -246,7 +246,7 @@ class NotifyUnavailableError(NotifyError):
 
 
 class NotifyProtocolError(NotifyError):
-    """Notify answered 2xx with a body that is not JSON."""
+    """Notify answered 2xx with a body that is not JSON, or JSON without the id it must have."""
 
 
 class UnknownAudienceError(InvalidInputError):

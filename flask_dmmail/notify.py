@@ -399,15 +399,15 @@ class NotifyGateway:
 
     def post_email(self, payload: Mapping[str, Any], secrets: Iterable[str] = ()) -> dict[str, Any]:
         """POST /v2/notifications/email with ``payload``; the 201 body."""
-        result: dict[str, Any] = self._call(
+        result = self._call(
             lambda c: c.post("/v2/notifications/email", data=dict(payload)), secrets=secrets
         )
-        return result
+        return _with_id(result, "the send")
 
     def get_notification(self, notification_id: str) -> NotificationStatus:
         """GET /v2/notifications/{id}."""
         data = self._call(lambda c: c.get_notification_by_id(notification_id))
-        return NotificationStatus.from_json(data)
+        return NotificationStatus.from_json(_with_id(data, "the notification"))
 
     def notifications(
         self, *, reference: str | None = None, status: str | None = None
@@ -455,6 +455,7 @@ class NotifyGateway:
             secrets=[str(v) for v in personalisation.values()],
             template=True,
         )
+        data = _with_id(data, "the preview")
         return TemplatePreview(
             id=data["id"],
             version=int(data.get("version") or 0),
@@ -462,6 +463,16 @@ class NotifyGateway:
             body=data.get("body", ""),
             html=data.get("html"),
         )
+
+
+def _with_id(data: Any, what: str) -> dict[str, Any]:
+    """A 2xx body that is a JSON object with an id, as Notify's are; else NotifyProtocolError."""
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise NotifyProtocolError(
+            f"Notify answered {what} with JSON that has no id; check DM_NOTIFY_BASE_URL points "
+            "at Notify's API."
+        )
+    return data
 
 
 def _is_of(found: NotificationStatus, email: PreparedEmail) -> bool:

@@ -36,6 +36,7 @@ from flask_dmmail.notify import map_error
 from flask_dmmail.sandbox import Sandbox
 
 from .conftest import WELCOME_ID
+from .mailchimp_support import Instrument
 
 EMAIL = "/v2/notifications/email"
 
@@ -179,6 +180,21 @@ def test_a_body_that_is_not_json_is_a_protocol_error(sandbox: Sandbox) -> None:
     assert page.status_code == 200
     mapped = map_error(InvalidResponse(page, message="No JSON response object could be decoded"))
     assert type(mapped) is NotifyProtocolError
+
+
+def test_a_json_answer_without_an_id_is_a_protocol_error(
+    mailer: Mailer, instrument: Instrument
+) -> None:
+    # DM_NOTIFY_BASE_URL pointing at some other JSON API: a typed error, not a KeyError.
+    instrument.fail(
+        "POST",
+        r"^/v2/notifications/email$",
+        status=201,
+        body={"result": "ok"},
+        content_type="application/json",
+    )
+    with pytest.raises(NotifyProtocolError, match="DM_NOTIFY_BASE_URL"):
+        mailer.send("a@example.gov.uk", "welcome", {"name": "N", "framework": "F"})
 
 
 def test_a_403_bad_request_is_forbidden() -> None:
