@@ -1605,8 +1605,10 @@ class MailchimpState:
             thread = threading.Thread(
                 target=self._deliver, args=(outgoing,), name="mailchimp-webhooks", daemon=True
             )
+            # Started before it is listed: wait_for_webhooks() may join any listed thread,
+            # and joining one not yet started raises RuntimeError.
+            thread.start()
             self._webhook_threads.append(thread)
-        thread.start()
 
     def _deliver(self, outgoing: list[tuple[str, str, list[tuple[str, str]]]]) -> None:
         for url, event, form in outgoing:
