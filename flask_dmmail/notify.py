@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -252,9 +253,12 @@ def prepare(
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True):
-        text = text.replace(secret, "[redacted]")
-    return text
+    """``text`` with every secret (ignoring case) replaced by ``[redacted]``."""
+    wanted = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
+    if not wanted:
+        return text
+    pattern = re.compile("|".join(re.escape(s) for s in wanted), re.IGNORECASE)
+    return pattern.sub("[redacted]", text)
 
 
 _HINTS: dict[type[NotifyError], str] = {

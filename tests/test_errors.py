@@ -210,3 +210,17 @@ def test_a_403_bad_request_is_forbidden() -> None:
     ).encode()
     mapped = map_error(HTTPError(response))
     assert type(mapped) is NotifyForbiddenError
+
+
+def test_values_are_scrubbed_from_notify_messages_whatever_their_case() -> None:
+    response = requests.Response()
+    response.status_code = 400
+    response._content = json.dumps(
+        {
+            "status_code": 400,
+            "errors": [{"error": "BadRequestError", "message": "No such person: ADA@EXAMPLE.COM"}],
+        }
+    ).encode()
+    mapped = map_error(HTTPError(response), secrets=["ada@example.com"])
+    assert "ADA@EXAMPLE.COM" not in str(mapped)
+    assert "[redacted]" in str(mapped)

@@ -147,6 +147,13 @@ def test_a_failed_export_exits_1_and_leaves_no_file(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_export_into_a_missing_folder_is_a_usage_error(mc_app: Flask, tmp_path: Path) -> None:
+    result = run(mc_app, "export", "buyers", "--output", str(tmp_path / "nope" / "b.csv"))
+    assert result.exit_code == 2
+    assert "folder does not exist" in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_create_audience(mc_app: Flask, mc_state: MailchimpState) -> None:
     dry = run(mc_app, "create-audience", "suppliers", "DOS 7", "--dry-run")
     assert dry.exit_code == 0 and "would create 'DOS 7' like Suppliers" in dry.stdout

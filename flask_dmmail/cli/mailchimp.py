@@ -180,6 +180,11 @@ def export_command(
     last_changed, then any --field. The CSV holds email addresses: that is its purpose,
     so keep the file safe and delete it when done. Each member appears exactly once even if
     the audience changes during the export. Progress goes to stderr."""
+    if output != "-" and not Path(output).resolve().parent.is_dir():
+        raise click.BadParameter(
+            "its folder does not exist; create it first or choose another file.",
+            param_hint="'--output'",
+        )
     audiences = _audiences()
     columns = ["email_address", "status", "timestamp_opt", "last_changed", *extra_fields]
     wanted_status = None if status == "all" else status
