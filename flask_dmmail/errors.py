@@ -152,6 +152,9 @@ class NotifyError(DMMailError):
     (``"BadRequestError"``, ``"AuthError"``, ...) when it gave one.
     """
 
+    #: How many times the request was sent before this error was raised.
+    attempts: int = 1
+
     def __init__(
         self,
         message: str,

@@ -203,7 +203,7 @@ class Mailer:
                 on_retry=on_retry,
             )
         except NotifyError as error:
-            self._failed(error, email, attempt=self.settings.retries + 1)
+            self._failed(error, email, attempt=error.attempts)
             raise
         self._sent(
             email,

@@ -596,6 +596,7 @@ def post_with_retries(
                         return SendOutcome(
                             sent_email_from_status(email, found, gateway.base_url), attempt, True
                         )
+                error.attempts = attempt
                 raise
             delay = backoff_delay(attempt, backoff)
             if _timed_out(error):

@@ -120,6 +120,19 @@ def test_retries_warn_and_failures_error(
     ]
 
 
+def test_a_refusal_is_logged_as_the_first_attempt(
+    mailer: Mailer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="flask_dmmail"),
+        pytest.raises(MissingPersonalisationError) as raised,
+    ):
+        mailer.send(ADDRESS, "welcome", {"name": SECRET_NAME})
+    ours = [r for r in caplog.records if r.name == "flask_dmmail"]
+    assert [(r.levelname, getattr(r, "attempt", None)) for r in ours] == [("ERROR", 1)]
+    assert raised.value.attempts == 1
+
+
 def test_no_address_personalisation_or_key_in_any_log_record_or_error(
     make_app: Callable[..., Flask], sandbox: Sandbox, all_logs: RecordAll
 ) -> None:
