@@ -57,9 +57,9 @@ from .notify import (
     NotificationStatus,
     PreparedEmail,
     SentEmail,
-    backoff_delay,
     sent_email_from_status,
 )
+from .retry import backoff_delay
 from .validation import check_personalisation, check_template_name
 
 if TYPE_CHECKING:

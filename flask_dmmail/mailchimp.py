@@ -35,7 +35,6 @@ import enum
 import hashlib
 import json
 import logging
-import random
 import re
 import threading
 import time
@@ -79,6 +78,7 @@ from .errors import (
     UnlistedAudienceError,
 )
 from .references import AddressHasher
+from .retry import backoff_delay
 from .validation import check_email_address
 
 if TYPE_CHECKING:
@@ -126,7 +126,6 @@ _REQUIRED_FIELDS: Final = ("email_address", "status", "last_changed")
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 _HEX_LIST_ID = re.compile(r"^[0-9a-f]{10}$")
 _EMAIL_LIKE = re.compile(r"[^\s<>\"'(),;:\[\]]+@[^\s<>\"'(),;:\[\]]+")
-_BACKOFF_CAP = 30.0
 _BATCH_TIMEOUT = 120.0
 _LOOKUP_THREADS = 8
 _OVERLAP = 16
@@ -661,7 +660,7 @@ class Audiences:
                     return None
                 error = _from_response(result, known)
             if retry and error.transient and attempt <= self.retries:
-                delay = random.uniform(0, min(_BACKOFF_CAP, self.backoff * 2 ** (attempt - 1)))
+                delay = backoff_delay(attempt, self.backoff)
                 logger.warning(
                     "Mailchimp %s failed with %s; retrying in %.0f ms",
                     operation,

@@ -8,7 +8,6 @@ thread of an app.
 from __future__ import annotations
 
 import logging
-import random
 import re
 import threading
 import time
@@ -44,6 +43,7 @@ from .errors import (
     TemplateNotFoundError,
 )
 from .references import AddressHasher
+from .retry import backoff_delay
 from .validation import (
     check_email_address,
     check_one_click_unsubscribe_url,
@@ -55,6 +55,7 @@ from .validation import (
 )
 
 __all__ = [
+    "EMAIL_STATUSES",
     "FAILED_STATUSES",
     "NotificationStatus",
     "NotifyGateway",
@@ -69,11 +70,12 @@ logger = logging.getLogger("flask_dmmail")
 
 #: Notify's email failure statuses: a notification in one of these was not delivered.
 FAILED_STATUSES = frozenset({"permanent-failure", "temporary-failure", "technical-failure"})
+#: Every status an email notification can have, in the order it moves through them.
+EMAIL_STATUSES = ("created", "sending", "delivered", *sorted(FAILED_STATUSES))
 _LOOKUP_WINDOW = timedelta(seconds=60)
 #: After a request timed out, wait this long (at most) before looking its reference up,
 #: so that Notify has finished handling it: the wait is the client timeout, capped here.
 _SETTLE_CAP = 10.0
-_BACKOFF_CAP = 30.0
 _T = TypeVar("_T")
 
 
@@ -533,11 +535,6 @@ def sent_email_from_status(
         uri=f"{base_url}/v2/notifications/{found.id}",
         scheduled_for=email.scheduled_for,
     )
-
-
-def backoff_delay(attempt: int, base: float) -> float:
-    """Exponential backoff with full jitter: uniform in [0, base * 2**(attempt-1)], capped."""
-    return random.uniform(0, min(_BACKOFF_CAP, base * 2 ** (attempt - 1)))
 
 
 @dataclass

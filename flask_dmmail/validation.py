@@ -15,6 +15,7 @@ from typing import Any
 
 import rfc3987
 
+from .attachments import Attachment
 from .errors import (
     InvalidEmailAddressError,
     InvalidOptionError,
@@ -167,8 +168,6 @@ def _check_scalar(key: str, value: object, *, in_list: bool = False) -> None:
 
 def check_personalisation(personalisation: object) -> dict[str, Any]:
     """Return a plain dict copy of ``personalisation``, or raise InvalidPersonalisationError."""
-    from .attachments import Attachment  # local: attachments imports this module
-
     if personalisation is None:
         return {}
     if not isinstance(personalisation, Mapping):

@@ -25,21 +25,14 @@ import click
 from flask.cli import with_appcontext
 
 from ..errors import DMMailError
-from ..notify import NotificationStatus
+from ..notify import EMAIL_STATUSES, NotificationStatus
 
 __all__ = ["register"]
 
 EXIT_REFUSED = 1
 EXIT_TRANSIENT = 75
-EMAIL_STATUSES = (
-    "created",
-    "sending",
-    "delivered",
-    "permanent-failure",
-    "temporary-failure",
-    "technical-failure",
-    "failed",
-)
+#: What ``outbox --status`` takes: an email status, or "failed" for any failure.
+STATUS_FILTERS = (*EMAIL_STATUSES, "failed")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -319,7 +312,7 @@ Examples:
 )
 @click.option(
     "--status",
-    type=click.Choice(EMAIL_STATUSES),
+    type=click.Choice(STATUS_FILTERS),
     help="Only this status ('failed' means any failure).",
 )
 @click.option("--reference", help="Only this reference.")
