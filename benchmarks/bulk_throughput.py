@@ -3,7 +3,7 @@ key's limit, next to a sequential loop of ``Mailer.send`` as today's scripts do.
 
 Run: ``python benchmarks/bulk_throughput.py [--recipients 3000] [--sequential 300]``.
 
-The sandbox runs in another process (this script with ``--serve``) with a scaled-down
+The sandbox runs in another process (``python -m flask_dmmail.sandbox``) with a scaled-down
 limit: 100 requests a second with a bucket of 100 (``--limit 6000 --burst 100``), and
 100 ms added to every /v2 request (``/_sandbox/faults`` ``latency``), roughly Notify's
 latency seen from a Digital Marketplace box. (Left to itself the sandbox sizes its bucket as
@@ -20,23 +20,13 @@ rate / limit; the goal is at least 0.95.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
-import requests
-from flask import Flask
-
-from flask_dmmail import DMMail, Mailer
+from sandbox_process import SandboxProcess
 
 TEMPLATE_ID = str(uuid.UUID("2f7c0d1e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"))
 SEED = {
@@ -52,76 +42,13 @@ SEED = {
 }
 
 
-# -- the sandbox process ---------------------------------------------------------------------
-
-
-def _serve(limit: int, burst: int, seed_path: str) -> None:
-    """Run the sandbox with a ``burst``-token bucket until SIGTERM; print URL and key."""
-    from flask_dmmail.sandbox import Sandbox
-
-    sandbox = Sandbox.start(seed=seed_path, rate_limit=limit, burst=burst, daily_limit=100_000_000)
-    print(f"base url: {sandbox.url}")
-    print(f"test key: {sandbox.keys.test}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    finally:
-        sandbox.stop()
-
-
-class _SandboxProcess:
-    """This script with ``--serve`` in a subprocess; its URL and test key."""
-
-    def __init__(self, limit: int, burst: int, seed_path: Path) -> None:
-        root = Path(__file__).resolve().parent.parent
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(limit), str(burst), str(seed_path)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={
-                **os.environ,
-                "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
-            },
-        )
-        assert self.process.stdout is not None
-        lines = dict(self.process.stdout.readline().strip().partition(": ")[::2] for _ in range(2))
-        if "base url" not in lines or "test key" not in lines:
-            self.stop()
-            raise SystemExit("the sandbox did not start")
-        self.url = lines["base url"]
-        self.key = lines["test key"]
-
-    def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = requests.request(method, f"{self.url}/_sandbox/{path}", json=body, timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def fresh(self, latency: float) -> None:
-        """Empty outbox, full bucket, ``latency`` added to every /v2 request."""
-        self.control("POST", "reset")
-        self.control("POST", "faults", {"latency": latency})
-
-    def check_outbox(self, expected: int) -> tuple[int, int, int]:
-        """(stored, duplicate references, missing) for ``expected`` distinct emails."""
-        notifications = self.control("GET", "outbox")["notifications"]
-        references = Counter(n["reference"] for n in notifications)
-        duplicates = sum(count - 1 for count in references.values())
-        return len(notifications), duplicates, expected - len(references)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
 # -- the runs ----------------------------------------------------------------------------------
+
+
+def _fresh(sandbox: SandboxProcess, latency: float) -> None:
+    """Empty outbox, full bucket, ``latency`` added to every /v2 request."""
+    sandbox.control("POST", "reset")
+    sandbox.control("POST", "faults", {"latency": latency})
 
 
 def _recipients(count: int, run: str) -> list[tuple[str, dict[str, str]]]:
@@ -150,23 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     per_second = args.limit / 60
 
-    with tempfile.TemporaryDirectory() as tmp:
-        seed_path = Path(tmp) / "seed.json"
-        seed_path.write_text(json.dumps(SEED), encoding="utf-8")
-        sandbox = _SandboxProcess(args.limit, args.burst, seed_path)
+    options = ["--rate-limit", str(args.limit), "--burst", str(args.burst)]
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        SandboxProcess(SEED, *options, "--daily-limit", "100000000") as sandbox,
+    ):
+        mailer = sandbox.mailer("bulk_throughput", {"coming": TEMPLATE_ID})
         try:
-            app = Flask("bulk_throughput")
-            app.config.update(
-                SECRET_KEY="benchmark",
-                DM_NOTIFY_KEY=sandbox.key,
-                DM_NOTIFY_BASE_URL=sandbox.url,
-                DM_NOTIFY_TEMPLATES={"coming": TEMPLATE_ID},
-                DM_MAIL_SANDBOX=False,
-            )
-            DMMail(app)
-            mailer: Mailer = app.extensions["dmmail"]
-
-            sandbox.fresh(args.latency)
+            _fresh(sandbox, args.latency)
             recipients = _recipients(args.recipients, "bulk")
             began = time.perf_counter()
             report = mailer.send_bulk(
@@ -179,15 +97,14 @@ def main(argv: list[str] | None = None) -> int:
             bulk_elapsed = time.perf_counter() - began
             bulk_outbox = sandbox.check_outbox(args.recipients)
 
-            sandbox.fresh(args.latency)
+            _fresh(sandbox, args.latency)
             began = time.perf_counter()
             for address, values in _recipients(args.sequential, "loop"):
                 mailer.send(address, "coming", values)
             loop_elapsed = time.perf_counter() - began
             loop_outbox = sandbox.check_outbox(args.sequential)
-            mailer.close()
         finally:
-            sandbox.stop()
+            mailer.close()
 
     ideal = args.recipients / (max(0, args.recipients - args.burst) / per_second)
     print(
@@ -210,7 +127,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
-        _serve(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
-    else:
-        sys.exit(main())
+    sys.exit(main())

@@ -18,22 +18,17 @@ at most 1.15.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
-from flask import Flask
 from notifications_python_client.notifications import NotificationsAPIClient
+from sandbox_process import SandboxProcess
 
-from flask_dmmail import DMMail, Mailer
+from flask_dmmail import Mailer
 
 TEMPLATE_ID = str(uuid.UUID("8d0e2b9a-6c1f-4e3d-9a7b-5c4d3e2f1a0b"))
 SEED = {
@@ -48,59 +43,6 @@ SEED = {
     ]
 }
 ADDRESS = "someone@example.gov.uk"
-
-
-def _package_root() -> str:
-    """The directory holding this checkout's ``flask_dmmail``, for the subprocess."""
-    import flask_dmmail
-
-    here = Path(next(iter(flask_dmmail.__path__))).resolve().parent
-    return os.pathsep.join(p for p in (str(here), os.environ.get("PYTHONPATH", "")) if p)
-
-
-class _Sandbox:
-    """``python -m flask_dmmail.sandbox`` in a subprocess; its printed URL and test key."""
-
-    def __init__(self, seed_path: Path) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flask_dmmail.sandbox",
-                "--port",
-                "0",
-                "--seed",
-                str(seed_path),
-                "--rate-limit",
-                "100000000",
-                "--daily-limit",
-                "100000000",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": _package_root()},
-        )
-        assert self.process.stdout is not None
-        lines: dict[str, str] = {}
-        for _ in range(4):
-            label, _, value = self.process.stdout.readline().strip().partition(": ")
-            lines[label] = value
-        if "base url" not in lines or "test key" not in lines:
-            self.stop()
-            raise SystemExit("the sandbox did not start (no 'base url:'/'test key:' lines)")
-        self.url = lines["base url"]
-        self.key = lines["test key"]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 def _ours(mailer: Mailer) -> Callable[[int], None]:
@@ -146,21 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("flask_dmmail").addHandler(handler)
         logging.getLogger("flask_dmmail").setLevel(logging.INFO)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        seed_path = Path(tmp) / "seed.json"
-        seed_path.write_text(json.dumps(SEED), encoding="utf-8")
-        sandbox = _Sandbox(seed_path)
+    options = ["--rate-limit", "100000000", "--daily-limit", "100000000"]
+    with SandboxProcess(SEED, *options) as sandbox:
+        mailer = sandbox.mailer("send_overhead", {"benchmark": TEMPLATE_ID})
         try:
-            app = Flask("send_overhead")
-            app.config.update(
-                SECRET_KEY="benchmark",
-                DM_NOTIFY_KEY=sandbox.key,
-                DM_NOTIFY_BASE_URL=sandbox.url,
-                DM_NOTIFY_TEMPLATES={"benchmark": TEMPLATE_ID},
-                DM_MAIL_SANDBOX=False,
-            )
-            DMMail(app)
-            mailer: Mailer = app.extensions["dmmail"]
             ours = _ours(mailer)
             bare = _bare(NotificationsAPIClient(sandbox.key, base_url=sandbox.url))
 
@@ -177,9 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                     totals[name] += _block(send, index, args.block)
                 index += args.block
             sends = blocks * args.block
-            mailer.close()
         finally:
-            sandbox.stop()
+            mailer.close()
 
     for name in ("bare", "ours"):
         per_send = totals[name] / sends * 1e6
