@@ -29,13 +29,16 @@ from contextlib import contextmanager
 from typing import Any
 
 from .attachments import Attachment
+from .validation import canonical_address
 
 __all__ = ["AddressHasher", "SentReferences", "canonical_json", "normalise_address"]
 
 
 def normalise_address(address: str) -> str:
-    """The form of an address that references and hashes are built from."""
-    return address.strip().lower()
+    """The form of an address that references and hashes are built from: the address as
+    Notify delivers it (:func:`~flask_dmmail.validation.canonical_address`), so two spellings
+    of one mailbox (case, zero-width characters, an IDNA form of the domain) are one address."""
+    return canonical_address(address)
 
 
 def _canonical_value(value: Any) -> Any:

@@ -25,6 +25,8 @@ from .errors import (
 
 __all__ = [
     "MAX_REFERENCE_LENGTH",
+    "canonical_address",
+    "canonical_domain",
     "check_email_address",
     "check_one_click_unsubscribe_url",
     "check_personalisation",
@@ -39,8 +41,12 @@ MAX_REFERENCE_LENGTH = 1000
 _MAX_ADDRESS_LENGTH = 320
 _MAX_HOST_LENGTH = 253
 
-# Whitespace and zero-width characters Notify trims from both ends of an address.
-_TRIM = " \t\r\n\f\v\u00a0\u200b\u200c\u200d\u2060\ufeff"
+# Whitespace Notify trims from both ends of an address.
+_TRIM = " \t\r\n\f\v\u00a0"
+# Zero-width characters Notify removes from *anywhere* in an address before it checks or
+# sends it (notifications-utils ``strip_and_remove_obscure_whitespace``): ``a@exam\u200bple.com``
+# is delivered to example.com, so every comparison must see it as example.com too.
+_OBSCURE = dict.fromkeys(map(ord, "\u180e\u200b\u200c\u200d\u2060\ufeff"))
 _ADDRESS = re.compile(r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~\-]+@([^.@][^@\s]+)$")
 _LABEL = re.compile(r"^(xn|[a-z0-9]+)(-?-[a-z0-9]+)*$", re.IGNORECASE)
 _TLD = re.compile(r"^([a-z]{2,63}|xn--([a-z0-9]+-)*[a-z0-9]+)$", re.IGNORECASE)
@@ -51,6 +57,34 @@ _ADDRESS_HELP = (
     "(one '@', allowed characters before it, a domain with a dot and a real top-level domain). "
     "Correct the address before sending."
 )
+
+
+def remove_obscure_characters(text: str) -> str:
+    """``text`` without the zero-width characters Notify removes from addresses."""
+    return text.translate(_OBSCURE)
+
+
+def canonical_domain(domain: str) -> str:
+    """A domain as Notify resolves it, for comparisons: zero-width characters removed,
+    IDNA-encoded (so full-width letters, ideographic full stops and soft hyphens become what
+    they encode to, and ``bücher.example`` is ``xn--bcher-kva.example``), lower-cased, without
+    a trailing dot. A domain that cannot be encoded is returned cleaned and lower-cased."""
+    cleaned = remove_obscure_characters(domain).strip()
+    try:
+        encoded = cleaned.encode("idna").decode("ascii")
+    except UnicodeError:
+        encoded = cleaned
+    return encoded.lower().rstrip(".")
+
+
+def canonical_address(address: str) -> str:
+    """An address as Notify delivers it, for comparisons, hashes and references: zero-width
+    characters removed, trimmed, lower-cased, and its domain in :func:`canonical_domain` form."""
+    cleaned = remove_obscure_characters(address).strip(_TRIM).strip()
+    local, at, domain = cleaned.rpartition("@")
+    if not at:
+        return cleaned.lower()
+    return f"{local.lower()}@{canonical_domain(domain)}"
 
 
 def _address_problem(address: str) -> str | None:
@@ -81,13 +115,14 @@ def _address_problem(address: str) -> str | None:
 
 
 def check_email_address(address: object) -> str:
-    """Return ``address`` trimmed as Notify trims it, or raise InvalidEmailAddressError."""
+    """Return ``address`` as Notify will deliver it (zero-width characters removed, trimmed),
+    or raise InvalidEmailAddressError."""
     if not isinstance(address, str):
         raise InvalidEmailAddressError(
             f"The recipient must be a string, not {type(address).__name__}. "
             "Pass the email address as text."
         )
-    trimmed = address.strip(_TRIM)
+    trimmed = remove_obscure_characters(address).strip(_TRIM)
     if not trimmed:
         raise InvalidEmailAddressError("The recipient is empty. Pass an email address.")
     problem = _address_problem(trimmed)
