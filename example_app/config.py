@@ -60,15 +60,15 @@ class Live(Config):
 
 
 class Preview(Live):
-    pass
+    DM_ENVIRONMENT = "preview"
 
 
 class Staging(Live):
-    pass
+    DM_ENVIRONMENT = "staging"
 
 
 class Production(Live):
-    pass
+    DM_ENVIRONMENT = "production"
 
 
 configs: dict[str, type[Config]] = {

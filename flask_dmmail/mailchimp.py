@@ -1388,15 +1388,15 @@ class Audiences:
         return result
 
     def campaign_list_id(self, audience: object) -> str:
-        """The list id of ``audience`` if it may get campaigns here: any audience when
-        DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES is true (production), else only those listed in
-        DM_MAILCHIMP_AUDIENCES. Raises UnlistedAudienceError otherwise."""
+        """The list id of ``audience`` if it may get campaigns here: any audience on the
+        production stage (DM_ENVIRONMENT), else only those listed in DM_MAILCHIMP_AUDIENCES.
+        Raises UnlistedAudienceError otherwise."""
         list_id = self.list_id(audience)
         if not self.allow_unlisted_audiences and list_id not in self._listed:
             raise UnlistedAudienceError(
                 f"The audience {list_id} is not in this environment's DM_MAILCHIMP_AUDIENCES, "
-                "and only those may get campaigns here. Use an audience name from the config, "
-                "or set DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES = True (production only)."
+                "and only those may get campaigns outside production (DM_ENVIRONMENT). Use an "
+                "audience name from the config."
             )
         return list_id
 

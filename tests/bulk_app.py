@@ -23,6 +23,7 @@ def create_app() -> Flask:
         SECRET_KEY="bulk-test-secret",
         DM_NOTIFY_TEMPLATES=TEMPLATES,
         DM_MAIL_SANDBOX=False,
+        DM_ENVIRONMENT="production",
     )
     DMMail(app)
     return app

@@ -56,7 +56,10 @@ def sandbox(notify_sandbox: Sandbox) -> Sandbox:
 
 @pytest.fixture
 def make_app(sandbox: Sandbox) -> Iterator[Callable[..., Flask]]:
-    """Build an app that talks to the sandbox as it would to Notify (a real key and URL)."""
+    """Build an app that talks to the sandbox as it would to Notify (a real key and URL).
+
+    Its stage is production unless a test names another: each test then sees exactly the
+    behaviour it is about, and the stage guards have tests of their own."""
     apps: list[Flask] = []
 
     def factory(key: str | None = None, **config: Any) -> Flask:
@@ -69,6 +72,7 @@ def make_app(sandbox: Sandbox) -> Iterator[Callable[..., Flask]]:
             DM_NOTIFY_RETRY_BACKOFF=0.001,
             DM_NOTIFY_TIMEOUT=2,
             DM_MAIL_SANDBOX=False,
+            DM_ENVIRONMENT="production",
         )
         app.config.update(config)
         DMMail(app)

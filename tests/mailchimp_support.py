@@ -54,7 +54,8 @@ def make_mc_app(
     make_app: Callable[..., Flask], notify_sandbox: Sandbox, mc_state: MailchimpState
 ) -> Callable[..., Flask]:
     """Build an app (the suite's ``make_app``) that talks to the sandbox's Mailchimp as it
-    would to Mailchimp."""
+    would to Mailchimp. Its stage is staging (so only DM_MAILCHIMP_AUDIENCES may be used)
+    unless a test names another."""
 
     def factory(**config: Any) -> Flask:
         settings: dict[str, Any] = {
@@ -64,6 +65,8 @@ def make_mc_app(
             "DM_MAILCHIMP_AUDIENCES": AUDIENCES,
             "DM_MAILCHIMP_RETRY_BACKOFF": 0.001,
             "DM_MAILCHIMP_TIMEOUT": 5,
+            "DM_ENVIRONMENT": "staging",
+            "DM_NOTIFY_ALLOWED_RECIPIENTS": ["example.gov.uk", "digital.gov.uk", "example.com"],
         }
         settings.update(config)
         return make_app(**settings)

@@ -372,6 +372,7 @@ def sandbox_process(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
                 DM_NOTIFY_KEY="unused-" + "-".join(["00000000-0000-4000-8000-000000000000"] * 2),
                 DM_NOTIFY_BASE_URL="http://127.0.0.1:9",
                 DM_MAIL_SANDBOX=False,
+                DM_ENVIRONMENT="production",
             )
             DMMail(app)
             """

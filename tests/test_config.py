@@ -19,13 +19,13 @@ TEMPLATE = "6f1a3c1e-8a0b-4c3e-9d0f-5b6a7c8d9e01"
 
 @pytest.fixture(autouse=True)
 def _no_keys_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DM_NOTIFY_KEY", "DM_NOTIFY_API_KEY", "DM_MAIL_SANDBOX"):
+    for name in ("DM_NOTIFY_KEY", "DM_NOTIFY_API_KEY", "DM_MAIL_SANDBOX", "DM_ENVIRONMENT"):
         monkeypatch.delenv(name, raising=False)
 
 
 def make(config: dict[str, Any], *, debug: bool = False, testing: bool = False) -> Flask:
     app = Flask("config_test")
-    app.config.update(SECRET_KEY="s", **config)
+    app.config.update({"SECRET_KEY": "s", "DM_ENVIRONMENT": "production", **config})
     app.debug = debug
     app.testing = testing
     DMMail(app)
@@ -88,8 +88,15 @@ def test_without_a_key_outside_debug_and_testing_init_app_says_how_to_get_one() 
     message = str(raised.value)
     assert raised.value.key == "DM_NOTIFY_KEY"
     assert "API integration > API keys" in message
-    assert "Test" in message
-    assert "DM_MAIL_SANDBOX" in message
+    assert "live key" in message
+    # Production must send: its error never suggests the sandbox.
+    assert "sandbox" not in message.lower()
+
+
+def test_a_debug_app_without_a_key_is_told_about_test_keys() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        make({"DM_MAIL_SANDBOX": False}, debug=True)
+    assert "choose 'Test'" in str(raised.value)
 
 
 @pytest.mark.parametrize(("debug", "testing"), [(True, False), (False, True)])
@@ -113,8 +120,8 @@ def test_a_key_turns_the_automatic_sandbox_off_even_in_debug() -> None:
     assert app.extensions["dmmail"].notify.base_url == "https://api.notifications.service.gov.uk"
 
 
-def test_dm_mail_sandbox_true_wins_over_a_key() -> None:
-    app = make({"DM_NOTIFY_KEY": KEY, "DM_MAIL_SANDBOX": "true"})
+def test_dm_mail_sandbox_true_in_the_app_config_wins_over_a_key_outside_production() -> None:
+    app = make({"DM_NOTIFY_KEY": KEY, "DM_MAIL_SANDBOX": "true", "DM_ENVIRONMENT": "staging"})
     try:
         assert app.extensions["dmmail"].sandbox is not None
     finally:
@@ -196,7 +203,12 @@ def test_one_extension_object_serves_several_apps_and_never_keeps_one() -> None:
     ext = DMMail()
     first, second = Flask("first"), Flask("second")
     for app, retries in ((first, 1), (second, 2)):
-        app.config.update(SECRET_KEY="s", DM_NOTIFY_KEY=KEY, DM_NOTIFY_RETRIES=retries)
+        app.config.update(
+            SECRET_KEY="s",
+            DM_NOTIFY_KEY=KEY,
+            DM_NOTIFY_RETRIES=retries,
+            DM_ENVIRONMENT="production",
+        )
         ext.init_app(app)
     assert not any(isinstance(v, Flask) for v in vars(ext).values())
     with first.app_context():
@@ -225,7 +237,7 @@ def test_the_cli_group_is_registered() -> None:
 
 def test_no_secret_key_outside_debug_needs_a_hash_key() -> None:
     app = Flask("no_secret")
-    app.config.update(DM_NOTIFY_KEY=KEY)
+    app.config.update(DM_NOTIFY_KEY=KEY, DM_ENVIRONMENT="production")
     with pytest.raises(ConfigurationError) as raised:
         DMMail(app)
     assert raised.value.key == "DM_MAIL_HASH_KEY"

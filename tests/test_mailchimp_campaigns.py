@@ -184,7 +184,7 @@ def test_a_draft_that_cannot_be_deleted_is_named_in_the_error(
 def test_a_create_mailchimp_refuses_raises_at_the_create_step(
     make_mc_app: Callable[..., Flask], mc_state: MailchimpState
 ) -> None:
-    app = make_mc_app(DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES=True)
+    app = make_mc_app(DM_ENVIRONMENT="production")
     with pytest.raises(CampaignError) as caught:
         app.extensions["dmmail"].mailchimp.send_campaign(
             "abcdefabcd", title="t", subject="s", html=HTML, from_name="x", reply_to=ADDRESS
@@ -245,7 +245,7 @@ def test_outside_production_only_listed_audiences_get_campaigns(
 ) -> None:
     unlisted = mc_state.create_list("Real suppliers (production)")
     mc_state.add_members(unlisted, [ADDRESS])
-    with pytest.raises(UnlistedAudienceError, match="DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES"):
+    with pytest.raises(UnlistedAudienceError, match="DM_ENVIRONMENT"):
         audiences.send_campaign(unlisted, title="t", subject="s", html=HTML)
     assert instrument.requests == []
     assert mc_state.sent_campaigns() == []
@@ -254,7 +254,7 @@ def test_outside_production_only_listed_audiences_get_campaigns(
 def test_production_may_send_to_any_audience(
     make_mc_app: Callable[..., Flask], mc_state: MailchimpState
 ) -> None:
-    app = make_mc_app(DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES=True)
+    app = make_mc_app(DM_ENVIRONMENT="production")
     unlisted = mc_state.create_list("Real suppliers (production)")
     mc_state.add_members(unlisted, [ADDRESS])
     app.extensions["dmmail"].mailchimp.send_campaign(unlisted, title="t", subject="s", html=HTML)

@@ -224,9 +224,9 @@ def test_send_campaign_refuses_an_unlisted_audience_outside_production(
     for extra in ([], ["--dry-run"]):
         refused = run(staging, *args, *extra)
         assert refused.exit_code == 1
-        assert "DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES" in refused.stderr
+        assert "DM_MAILCHIMP_AUDIENCES" in refused.stderr
     assert mc_state.campaigns() == []
-    production = make_mc_app(DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES=True)
+    production = make_mc_app(DM_ENVIRONMENT="production")
     assert run(production, *args).exit_code == 0
     assert [c.list_id for c in mc_state.sent_campaigns()] == [real_list]
 

@@ -72,6 +72,7 @@ LEAKS = {
                 DM_NOTIFY_KEY=notify_sandbox.keys.test,
                 DM_NOTIFY_BASE_URL=notify_sandbox.url,
                 DM_MAIL_SANDBOX=False,
+                DM_ENVIRONMENT="production",
                 SECRET_KEY="x",
             )
             notify_sandbox.state.add_template(

@@ -95,6 +95,7 @@ class Target:
             DM_NOTIFY_TIMEOUT=10,
             DM_NOTIFY_CALLBACK_TOKEN="property-token-0123456789",
             DM_MAIL_SANDBOX=False,
+            DM_ENVIRONMENT="production",
         )
         DMMail(self.app)
         self.mailer: Mailer = self.app.extensions["dmmail"]

@@ -525,6 +525,7 @@ def test_end_to_end_a_permanent_failure_reaches_the_app_as_a_signal() -> None:
         DM_NOTIFY_TEMPLATES=TEMPLATES,
         DM_NOTIFY_CALLBACK_TOKEN=TOKEN,
         DM_MAIL_SANDBOX=False,
+        DM_ENVIRONMENT="production",
     )
     DMMail(app)
     mailer: Mailer = app.extensions["dmmail"]
