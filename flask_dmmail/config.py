@@ -493,6 +493,13 @@ class Settings:
         return self.stage == PRODUCTION
 
     @property
+    def guards_recipients(self) -> bool:
+        """True when the stage guard applies to recipients: outside production, whenever mail
+        can leave this machine (in sandbox mode nothing does, so every address goes through
+        as given and the outbox shows the real recipients)."""
+        return not self.production and not self.sandbox
+
+    @property
     def notify_key_name(self) -> str | None:
         """The name part of the Notify key (``name-<service id>-<secret>``): never secret."""
         return self.notify_key[:-74] if self.notify_key else None

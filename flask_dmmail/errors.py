@@ -13,7 +13,8 @@ status code and error class as attributes, so callers branch on types, not on te
     │   ├── UnknownTemplateError
     │   ├── InvalidPersonalisationError
     │   ├── InvalidAttachmentError
-    │   └── InvalidOptionError        reference, reply_to_id, scheduled_for, ...
+    │   ├── InvalidOptionError        reference, reply_to_id, scheduled_for, ...
+    │   └── RecipientNotAllowedOnStageError  the stage guard refused the recipient
     ├── NotifyError                   Notify answered with an error (or did not answer)
     │   ├── NotifyValidationError     400 ValidationError
     │   ├── NotifyBadRequestError     400 BadRequestError
@@ -87,6 +88,7 @@ __all__ = [
     "NotifyValidationError",
     "RateLimitError",
     "RecipientNotAllowedError",
+    "RecipientNotAllowedOnStageError",
     "RecipientsError",
     "TemplateNotFoundError",
     "UnknownAudienceError",
@@ -142,6 +144,11 @@ class InvalidAttachmentError(InvalidInputError):
 
 class InvalidOptionError(InvalidInputError):
     """An option of the send (reference, reply_to_id, scheduled_for, ...) is wrong."""
+
+
+class RecipientNotAllowedOnStageError(InvalidInputError):
+    """Outside production, the recipient is not in DM_NOTIFY_ALLOWED_RECIPIENTS and the app
+    asked the stage guard to refuse such addresses (DM_NOTIFY_STAGE_GUARD = "refuse")."""
 
 
 class NotifyError(DMMailError):

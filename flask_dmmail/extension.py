@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,11 @@ class ExtensionError(DMMailError, RuntimeError):
     """The extension is used the wrong way round (registered twice, not registered, no app)."""
 
 
+def _sent_key(email: PreparedEmail) -> str:
+    """What makes one email for allow_resend=False: its reference, recipient and template."""
+    return f"{email.reference}\n{email.to_hash}\n{email.template_id}"
+
+
 class Mailer:
     """Per-app state: settings, the Notify gateway, the sandbox in sandbox mode.
 
@@ -62,11 +67,29 @@ class Mailer:
             self.sandbox = Sandbox.start(seed=settings.sandbox_seed, auto_templates=True)
             api_key = self.sandbox.keys.test
             base_url = self.sandbox.url
-            logger.log(
-                logging.INFO if app.testing else logging.WARNING,
-                "flask-dmmail sandbox mode: emails go to a local Notify sandbox at %s; read them "
-                "at /_dmmail/ in this app",
+            if app.debug or app.testing:
+                logger.log(
+                    logging.INFO if app.testing else logging.WARNING,
+                    "flask-dmmail sandbox mode: emails go to a local Notify sandbox at %s; read "
+                    "them at /_dmmail/ in this app",
+                    base_url,
+                )
+            else:
+                logger.error(
+                    "flask-dmmail sandbox mode on the stage %r (DM_MAIL_SANDBOX = True in the "
+                    "app's config, outside debug and testing): NO EMAIL IS SENT. Every email "
+                    "goes to a local sandbox at %s and is dropped; its outbox at /_dmmail/ "
+                    "answers only clients on this machine.",
+                    settings.stage,
+                    base_url,
+                )
+        elif app.debug:
+            logger.warning(
+                "flask-dmmail: this debug app sends through real GOV.UK Notify at %s with the "
+                "key named %r (from the app's %s). Use a Notify test key on your machine.",
                 base_url,
+                settings.notify_key_name,
+                settings.notify_key_source,
             )
         assert api_key is not None  # Settings refuses no key outside sandbox mode
         try:
@@ -97,6 +120,7 @@ class Mailer:
         reply_to_id: object = None,
         one_click_unsubscribe_url: object = None,
         scheduled_for: object = None,
+        sanitise_content_for: object = None,
     ) -> PreparedEmail:
         """Check one email and work out its reference and redirect, without sending it."""
         return prepare(
@@ -109,6 +133,7 @@ class Mailer:
             reply_to_id=reply_to_id,
             one_click_unsubscribe_url=one_click_unsubscribe_url,
             scheduled_for=scheduled_for,
+            sanitise_content_for=sanitise_content_for,
         )
 
     def send(
@@ -122,11 +147,15 @@ class Mailer:
         one_click_unsubscribe_url: str | None = None,
         scheduled_for: Any = None,
         allow_resend: bool = True,
+        sanitise_content_for: Sequence[str] | None = None,
     ) -> SentEmail | None:
         """Send one email through Notify.
 
         ``template`` is a name from ``DM_NOTIFY_TEMPLATES`` or a template UUID. Returns the
-        :class:`SentEmail`, or None when ``allow_resend=False`` found it already sent.
+        :class:`SentEmail`, or None when ``allow_resend=False`` found it already sent (an
+        email of the same reference, address and template that Notify has not failed).
+        ``sanitise_content_for`` lists personalisation keys whose values Notify strips of
+        URLs and markdown (added to those DM_NOTIFY_SANITISE names for the template).
         Raises an :class:`~flask_dmmail.errors.InvalidInputError` before any network call
         for bad input, and a :class:`~flask_dmmail.errors.NotifyError` when Notify refuses.
         """
@@ -139,6 +168,7 @@ class Mailer:
                 reply_to_id=reply_to_id,
                 one_click_unsubscribe_url=one_click_unsubscribe_url,
                 scheduled_for=scheduled_for,
+                sanitise_content_for=sanitise_content_for,
             )
         except DMMailError as error:
             self._failed(error, None, attempt=0)
@@ -158,22 +188,26 @@ class Mailer:
         to slow down on a 429 and to pace retries)."""
         if allow_resend:
             return self._deliver(email, on_retry)
-        with self.sent_references.claim(email.reference):
-            if self._already_sent(email):
+        key = _sent_key(email)
+        with self.sent_references.claim(key):
+            if self._already_sent(email, key):
                 self._skipped(email)
                 return None
             return self._deliver(email, on_retry)
 
-    def _already_sent(self, email: PreparedEmail) -> bool:
-        if email.reference in self.sent_references:
+    def _already_sent(self, email: PreparedEmail, key: str) -> bool:
+        """True when this process sent the email, or Notify has a notification of its
+        reference, address and template that has not failed. (A reference alone is not
+        enough: Notify lets a whole batch share one.)"""
+        if key in self.sent_references:
             return True
         try:
-            found = self.notify.find_reference(email.reference, include_failed=False)
+            found = self.notify.find_reference(email.reference, include_failed=False, email=email)
         except NotifyError as error:
             self._failed(error, email, attempt=0)
             raise
         if found is not None:
-            self.sent_references.add(email.reference)
+            self.sent_references.add(key)
             return True
         return False
 
@@ -224,7 +258,7 @@ class Mailer:
         recovered: bool,
     ) -> None:
         """Remember, log and signal an email Notify has (posted now, or found stored)."""
-        self.sent_references.add(email.reference)
+        self.sent_references.add(_sent_key(email))
         logger.info(
             "Email sent to Notify: notification %s, reference %s%s",
             sent.id,
@@ -246,6 +280,7 @@ class Mailer:
             "template_id": email.template_id,
             "to_hash": email.to_hash,
             "redirected": email.redirected,
+            "redirected_by": email.redirected_by,
         }
         fields.update(extra)
         return fields

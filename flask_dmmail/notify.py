@@ -40,15 +40,18 @@ from .errors import (
     NotifyValidationError,
     RateLimitError,
     RecipientNotAllowedError,
+    RecipientNotAllowedOnStageError,
     TemplateNotFoundError,
 )
 from .references import AddressHasher
 from .retry import backoff_delay
 from .validation import (
+    canonical_address,
     check_email_address,
     check_one_click_unsubscribe_url,
     check_personalisation,
     check_reference,
+    check_sanitise_content_for,
     check_scheduled_for,
     check_template_name,
     check_uuid,
@@ -97,6 +100,9 @@ class SentEmail:
     from_email: str | None = field(repr=False)
     uri: str
     scheduled_for: str | None
+    #: Why ``sent_to`` differs from ``to``: "domain" (DM_NOTIFY_REDIRECT_DOMAINS_TO_ADDRESS) or
+    #: "stage" (the stage guard, outside production); None when not redirected.
+    redirected_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,10 @@ class PreparedEmail:
     reply_to_id: str | None
     one_click_unsubscribe_url: str | None = field(repr=False)
     scheduled_for: str | None
+    #: "domain" or "stage" when ``sent_to`` is not ``to`` (see :attr:`SentEmail.redirected_by`).
+    redirected_by: str | None = None
+    #: Personalisation keys Notify strips of URLs and markdown (``sanitise_content_for``).
+    sanitise_content_for: tuple[str, ...] = ()
 
     def payload(self) -> dict[str, Any]:
         """The JSON body of POST /v2/notifications/email."""
@@ -183,6 +193,8 @@ class PreparedEmail:
             body["one_click_unsubscribe_url"] = self.one_click_unsubscribe_url
         if self.scheduled_for:
             body["scheduled_for"] = self.scheduled_for
+        if self.sanitise_content_for:
+            body["sanitise_content_for"] = list(self.sanitise_content_for)
         return body
 
     def secrets(self) -> list[str]:
@@ -197,12 +209,14 @@ class PreparedEmail:
 def redirect_for(address: str, redirects: Mapping[str, str]) -> str | None:
     """The address to send to instead of ``address``, or None when no rule matches.
 
-    A rule for ``example.com`` matches that domain and its subdomains, whatever the case,
-    surrounding whitespace or a trailing dot; ``notexample.com`` does not match it.
+    A rule for ``example.com`` matches that domain and its subdomains in any spelling Notify
+    delivers to it: whatever the case, surrounding whitespace, a trailing dot, zero-width
+    characters, full-width letters or ideographic full stops, or the Unicode or punycode form
+    of the domain (both sides are compared IDNA-encoded). ``notexample.com`` does not match.
     """
     if not redirects or "@" not in address:
         return None
-    domain = normalise_domain(address.rsplit("@", 1)[1])
+    domain = normalise_domain(address.rpartition("@")[2])
     parts = domain.split(".")
     for start in range(len(parts) - 1):
         target = redirects.get(".".join(parts[start:]))
@@ -222,8 +236,16 @@ def prepare(
     reply_to_id: object = None,
     one_click_unsubscribe_url: object = None,
     scheduled_for: object = None,
+    sanitise_content_for: object = None,
 ) -> PreparedEmail:
-    """Run every check that needs no network; raise an InvalidInputError on the first failure."""
+    """Run every check that needs no network; raise an InvalidInputError on the first failure.
+
+    Then work out where the email goes: a domain redirect (DM_NOTIFY_REDIRECT_DOMAINS_TO_ADDRESS)
+    first; outside production (and outside sandbox mode, where nothing leaves the machine), an
+    address the stage does not allow
+    (DM_NOTIFY_ALLOWED_RECIPIENTS) goes to DM_NOTIFY_SAFE_ADDRESS, or is refused with
+    :class:`~flask_dmmail.errors.RecipientNotAllowedOnStageError` when DM_NOTIFY_STAGE_GUARD is
+    "refuse"."""
     address = check_email_address(to)
     template_id = check_template_name(template, settings.templates)
     values = check_personalisation(personalisation)
@@ -239,7 +261,24 @@ def prepare(
         else None
     )
     when = check_scheduled_for(scheduled_for) if scheduled_for is not None else None
+    sanitise = check_sanitise_content_for(sanitise_content_for)
+    configured = settings.sanitise.get(template_id)
+    if configured:
+        sanitise = tuple(sorted(set(sanitise) | configured))
     target = redirect_for(address, settings.redirects)
+    redirected_by = "domain" if target is not None else None
+    if (
+        target is None
+        and settings.guards_recipients
+        and not settings.allowed_recipients.allows(address)
+    ):
+        if settings.stage_guard == "refuse":
+            raise RecipientNotAllowedOnStageError(
+                f"The recipient is not in DM_NOTIFY_ALLOWED_RECIPIENTS, so the stage "
+                f"{settings.stage!r} does not send to it (DM_NOTIFY_STAGE_GUARD = 'refuse'). "
+                "Send to an allowed address or domain, or add it to DM_NOTIFY_ALLOWED_RECIPIENTS."
+            )
+        target, redirected_by = settings.safe_address, "stage"
     return PreparedEmail(
         to=address,
         sent_to=target or address,
@@ -251,12 +290,22 @@ def prepare(
         reply_to_id=reply_to,
         one_click_unsubscribe_url=unsubscribe,
         scheduled_for=when,
+        redirected_by=redirected_by,
+        sanitise_content_for=sanitise,
     )
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret (ignoring case) replaced by ``[redacted]``."""
-    wanted = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
+    """``text`` with every secret (ignoring case) replaced by ``[redacted]``.
+
+    Only the secrets that occur in the text go into the pattern (a plain substring test
+    first), so a long personalisation value costs one linear scan, never a huge regex."""
+    lowered = text.lower()
+    wanted = sorted(
+        {s for s in secrets if 3 <= len(s) <= len(text) and s.lower() in lowered},
+        key=len,
+        reverse=True,
+    )
     if not wanted:
         return text
     pattern = re.compile("|".join(re.escape(s) for s in wanted), re.IGNORECASE)
@@ -482,9 +531,12 @@ def _with_id(data: Any, what: str) -> dict[str, Any]:
 
 
 def _is_of(found: NotificationStatus, email: PreparedEmail) -> bool:
-    address = (found.email_address or email.sent_to).strip().lower()
+    """True when ``found`` is this email's address and template. Both addresses are compared
+    as Notify delivers them (:func:`~flask_dmmail.validation.canonical_address`), so any
+    spelling of the one mailbox matches and a stored email is never sent again."""
+    address = canonical_address(found.email_address or email.sent_to)
     template_id = (found.template_id or email.template_id).lower()
-    return address == email.sent_to.lower() and template_id == email.template_id
+    return address == canonical_address(email.sent_to) and template_id == email.template_id
 
 
 def _created_after(created_at: str | None, since: datetime) -> bool:
@@ -514,6 +566,7 @@ def sent_email_from_response(email: PreparedEmail, body: Mapping[str, Any]) -> S
         from_email=content.get("from_email"),
         uri=body.get("uri", ""),
         scheduled_for=email.scheduled_for,
+        redirected_by=email.redirected_by,
     )
 
 
@@ -534,6 +587,7 @@ def sent_email_from_status(
         from_email=None,
         uri=f"{base_url}/v2/notifications/{found.id}",
         scheduled_for=email.scheduled_for,
+        redirected_by=email.redirected_by,
     )
 
 

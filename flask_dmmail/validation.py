@@ -31,6 +31,7 @@ __all__ = [
     "check_one_click_unsubscribe_url",
     "check_personalisation",
     "check_reference",
+    "check_sanitise_content_for",
     "check_scheduled_for",
     "check_uuid",
     "is_unicode",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 MAX_REFERENCE_LENGTH = 1000
+# Ints up to 4,000 decimal digits or so: below Python's 4,300-digit limit for int -> str.
+_MAX_INT_BITS = 13_000
 _MAX_ADDRESS_LENGTH = 320
 _MAX_HOST_LENGTH = 253
 
@@ -50,6 +53,7 @@ _OBSCURE = dict.fromkeys(map(ord, "\u180e\u200b\u200c\u200d\u2060\ufeff"))
 _ADDRESS = re.compile(r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~\-]+@([^.@][^@\s]+)$")
 _LABEL = re.compile(r"^(xn|[a-z0-9]+)(-?-[a-z0-9]+)*$", re.IGNORECASE)
 _TLD = re.compile(r"^([a-z]{2,63}|xn--([a-z0-9]+-)*[a-z0-9]+)$", re.IGNORECASE)
+_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 _ADDRESS_HELP = (
@@ -155,8 +159,11 @@ def check_template_name(name: object, known: Mapping[str, str]) -> str:
         if is_uuid(name):
             return name.lower()
         names = ", ".join(sorted(known)) or "(none configured)"
+        # Echo the name only when it looks like one: a value given in the wrong place (an
+        # address, a personalisation value) must not reach a log or a terminal.
+        shown = repr(name) if _TEMPLATE_NAME.match(name) else "given"
         raise UnknownTemplateError(
-            f"Unknown template {name[:80]!r}: it is not a name in DM_NOTIFY_TEMPLATES nor a "
+            f"Unknown template {shown}: it is not a name in DM_NOTIFY_TEMPLATES nor a "
             f"template UUID. Known names: {names}."
         )
     raise UnknownTemplateError(
@@ -187,7 +194,16 @@ def _check_scalar(key: str, value: object, *, in_list: bool = False) -> None:
         if not is_unicode(value):
             raise InvalidPersonalisationError(f"The value of {where} {_NOT_UNICODE}")
         return
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        # Python will not write an int of over 4,300 digits as text (nor JSON): refuse it here,
+        # as one bad value, rather than fail later with a ValueError.
+        if value.bit_length() > _MAX_INT_BITS:
+            raise InvalidPersonalisationError(
+                f"The value of {where} is a whole number of over 4,000 digits; send it as text "
+                "if it really is that long."
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -248,6 +264,25 @@ def check_reference(reference: object) -> str:
     return reference
 
 
+def check_sanitise_content_for(fields: object) -> tuple[str, ...]:
+    """Return the personalisation keys for Notify's ``sanitise_content_for`` (their values lose
+    URLs and have markdown escaped, so text a user typed cannot smuggle a link into the email)."""
+    if fields is None:
+        return ()
+    if isinstance(fields, str) or not isinstance(fields, list | tuple | set | frozenset):
+        raise InvalidOptionError(
+            "sanitise_content_for must be a list of personalisation keys, such as ['name']."
+        )
+    checked = []
+    for name in fields:
+        if not isinstance(name, str) or not name.strip() or not is_unicode(name):
+            raise InvalidOptionError(
+                "Every key in sanitise_content_for must be a non-empty personalisation key."
+            )
+        checked.append(name)
+    return tuple(sorted(set(checked)))
+
+
 def check_one_click_unsubscribe_url(url: object) -> str:
     """Return ``url`` if it is an absolute https URL, as Notify requires."""
     if isinstance(url, str) and url.startswith("https") and is_unicode(url):
@@ -286,7 +321,12 @@ def check_scheduled_for(when: object, *, now: datetime | None = None) -> str:
             "or a string ending in Z or +00:00."
         )
     current = now or datetime.now(UTC)
-    utc = parsed.astimezone(UTC)
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:  # e.g. datetime.min with a positive offset
+        raise InvalidOptionError(
+            "scheduled_for is not a time Notify can schedule; give a time within the next 24 hours."
+        ) from None
     if utc <= current:
         raise InvalidOptionError("scheduled_for is in the past; Notify can only schedule ahead.")
     if utc > current + timedelta(hours=24):

@@ -93,6 +93,7 @@ def test_send_json_with_every_option(run: Callable[..., Result], sandbox: Sandbo
         "id",
         "reference",
         "redirected",
+        "redirected_by",
         "template_id",
         "template_version",
     }

@@ -84,6 +84,14 @@ def _personalisation(
     return values
 
 
+def _redirected_label(redirected_by: str | None) -> str:
+    if redirected_by == "stage":
+        return "yes (the stage guard: not in DM_NOTIFY_ALLOWED_RECIPIENTS)"
+    if redirected_by == "domain":
+        return "yes (DM_NOTIFY_REDIRECT_DOMAINS_TO_ADDRESS)"
+    return "no"
+
+
 def _template_label(template: str, template_id: str) -> str:
     return template_id if template == template_id else f"{template} ({template_id})"
 
@@ -121,6 +129,7 @@ Examples:
   flask dmmail send buyer@example.gov.uk reset_password url=https://www.example.gov.uk/r/abc
   flask dmmail send buyer@example.gov.uk welcome name=Ada framework="G-Cloud 15" \\
       --reference welcome-run-7 --no-resend --json
+  flask dmmail send buyer@example.gov.uk welcome "name=$TYPED_NAME" --sanitise name
 """,
 )
 @click.argument("to")
@@ -131,7 +140,16 @@ Examples:
 @click.option(
     "--no-resend",
     is_flag=True,
-    help="Skip the email if Notify already has its reference (a re-run sends nothing twice).",
+    help="Skip the email if Notify already has it (same reference, address and template), "
+    "so a re-run sends nothing twice.",
+)
+@click.option(
+    "--sanitise",
+    "sanitise",
+    multiple=True,
+    metavar="KEY",
+    help="Have Notify strip URLs and markdown from this personalisation value (a value a "
+    "user typed). Repeat for several keys.",
 )
 @_json_option
 @with_appcontext
@@ -142,6 +160,7 @@ def send_command(
     reference: str | None,
     reply_to_id: str | None,
     no_resend: bool,
+    sanitise: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Send one email to TO with TEMPLATE (a DM_NOTIFY_TEMPLATES name or a UUID).
@@ -158,6 +177,7 @@ def send_command(
             reference=reference,
             reply_to_id=reply_to_id,
             allow_resend=not no_resend,
+            sanitise_content_for=list(sanitise) or None,
         )
         if sent is None:
             skipped = mailer.prepare(to, template, personalisation, reference=reference)
@@ -180,6 +200,7 @@ def send_command(
                 "id": sent.id,
                 "reference": sent.reference,
                 "redirected": sent.redirected,
+                "redirected_by": sent.redirected_by,
                 "template_id": sent.template_id,
                 "template_version": sent.template_version,
             }
@@ -187,7 +208,7 @@ def send_command(
         return
     click.echo(f"id: {sent.id}")
     click.echo(f"reference: {sent.reference}")
-    click.echo(f"redirected: {'yes' if sent.redirected else 'no'}")
+    click.echo(f"redirected: {_redirected_label(sent.redirected_by)}")
     click.echo(
         f"template: {_template_label(template, sent.template_id)} version {sent.template_version}"
     )
