@@ -443,3 +443,23 @@ def test_scrubbing_a_message_with_a_huge_value_still_removes_the_short_ones() ->
     huge = "x" * 2_000_000
     error = map_error(HTTPError(response=answer), secrets=[huge, "Ada Lovelace", "ADA"])
     assert "Ada" not in error.message and "[redacted]" in error.message
+
+
+# -- dependencies: rfc3987 (GPL) replaced by an RFC 3986 check --------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["https://exämple.gov.uk/unsubscribe", "https://", "https://a b.gov.uk/", "http://x.uk"]
+)
+def test_the_unsubscribe_url_is_checked_as_notifys_uri_format_does(
+    mailer: Mailer, sandbox: Sandbox, url: str
+) -> None:
+    with pytest.raises(InvalidOptionError):
+        mailer.send("a@example.gov.uk", "welcome", PERSONAL, one_click_unsubscribe_url=url)
+    assert sandbox.state.outbox() == []
+
+
+def test_rfc3987_is_no_longer_a_dependency() -> None:
+    from importlib.metadata import requires
+
+    assert not any("rfc3987" in r for r in requires("flask-dmmail") or [])

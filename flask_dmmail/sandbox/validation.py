@@ -16,6 +16,7 @@ from typing import Any
 from jsonschema import Draft7Validator, FormatChecker
 from jsonschema import ValidationError as SchemaError
 
+from ..validation import is_uri
 from .state import NOTIFICATION_STATUSES, TEMPLATE_TYPES
 
 __all__ = [
@@ -92,6 +93,14 @@ def check_email_address(value: str) -> str:
 # ------------------------------------------------------------- format checks
 
 format_checker = FormatChecker()
+
+
+@format_checker.checks("uri", raises=ValueError)
+def _uri(instance: object) -> bool:
+    # RFC 3986 (rfc3986-validator, as jsonschema's non-GPL format extra uses), registered
+    # explicitly so the check does not depend on which optional libraries are installed.
+    return not isinstance(instance, str) or is_uri(instance)
+
 
 _DATETIME_INVALID = (
     "datetime format is invalid. It must be a valid ISO8601 date time format, "
