@@ -167,7 +167,7 @@ def _redirects(config: Mapping[str, Any]) -> Mapping[str, str]:
             raise ConfigurationError(
                 key,
                 f"the domain {clean!r} must map to one valid email address to send its mail to "
-                "(for example simulate-delivered@notifications.service.gov.uk).",
+                "(for example Notify's simulate-delivered address, which is never delivered).",
             ) from None
     return MappingProxyType(checked)
 
@@ -338,7 +338,9 @@ def _safe_address(config: Mapping[str, Any]) -> str:
         return check_email_address(value)
     except DMMailError:
         raise ConfigurationError(
-            key, f"must be one valid email address, such as {DEFAULT_SAFE_ADDRESS}."
+            key,
+            "must be one valid email address; by default it is Notify's simulate-delivered "
+            "address, which is never delivered.",
         ) from None
 
 
