@@ -81,6 +81,10 @@ NOTIFY_CALLBACKS_PATH = "/_dmmail/callbacks/notify"
 NOTIFY_CALLBACKS_BLUEPRINT = "dmmail_notify_callbacks"
 
 _MAX_BODY = 64 * 1024
+#: A receipt is a flat object: a body nested deeper than this is refused before it is decoded
+#: (the decoder recurses once per level, so deep nesting would otherwise crash it).
+_MAX_DEPTH = 8
+_JSON_STRUCTURE = re.compile(r'[\[\]{}"\\]')
 _MAX_REFERENCE = 1000
 _STATUS = re.compile(r"^[a-z][a-z-]{0,48}[a-z]$")
 _NOTIFICATION_TYPES = frozenset({"email", "sms", "letter"})
@@ -127,7 +131,7 @@ def _timestamp(data: Mapping[str, Any], key: str, *, nullable: bool) -> str | No
 
 def _uuid(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key)
-    if not isinstance(value, str) or not _UUID.match(value):
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
         raise InvalidReceipt(f"{key} must be a UUID.")
     return str(uuid.UUID(value))
 
@@ -150,7 +154,7 @@ def parse_delivery_receipt(data: object, hash_address: Any) -> DeliveryReceipt:
     if not isinstance(to, str) or not to.strip() or len(to) > 320 or not is_unicode(to):
         raise InvalidReceipt("to must be the recipient, a non-empty string of valid Unicode.")
     status = data.get("status")
-    if not isinstance(status, str) or not _STATUS.match(status):
+    if not isinstance(status, str) or not _STATUS.fullmatch(status):
         raise InvalidReceipt("status must be a Notify status such as 'delivered'.")
     notification_type = data.get("notification_type")
     if not isinstance(notification_type, str) or notification_type not in _NOTIFICATION_TYPES:
@@ -173,6 +177,51 @@ def parse_delivery_receipt(data: object, hash_address: Any) -> DeliveryReceipt:
         sent_at=_timestamp(data, "sent_at", nullable=True),
         completed_at=_timestamp(data, "completed_at", nullable=True),
     )
+
+
+def _nests_deeper_than(text: str, limit: int) -> bool:
+    """True when the JSON ``text`` opens more than ``limit`` arrays or objects inside each
+    other. One pass, no recursion; brackets inside strings do not count. Not a validator:
+    whatever this lets through is then decoded (and refused if it is not JSON)."""
+    depth = 0
+    in_string = False
+    escaped_at = -1
+    for match in _JSON_STRUCTURE.finditer(text):
+        char, position = match.group(), match.start()
+        if in_string:
+            if position == escaped_at:
+                continue
+            if char == "\\":
+                escaped_at = position + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return False
+
+
+def _decode_json(raw: bytes) -> object:
+    """Decode a receipt body as :func:`json.loads` does (UTF-8, -16 or -32), refusing deep
+    nesting first. Raises :class:`InvalidReceipt` for anything that is not JSON."""
+    try:
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+    except (UnicodeDecodeError, LookupError):
+        raise InvalidReceipt("The body must be a JSON object.") from None
+    if _nests_deeper_than(text, _MAX_DEPTH):
+        raise InvalidReceipt(
+            f"The body must be a delivery receipt: a JSON object nested at most "
+            f"{_MAX_DEPTH} levels deep."
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: never, after the check above
+        raise InvalidReceipt("The body must be a JSON object.") from None
 
 
 def _error(status: int, message: str) -> Response:
@@ -223,10 +272,10 @@ def _receipt() -> Response:
         _refused("body too large", 413)
         return _error(413, "The receipt is too large.")
     try:
-        data = json.loads(raw)
-    except ValueError:
-        _refused("body is not JSON", 400)
-        return _error(400, "The body must be a JSON object.")
+        data = _decode_json(raw)
+    except InvalidReceipt as error:
+        _refused(str(error), 400)
+        return _error(400, str(error))
     try:
         receipt = parse_delivery_receipt(data, mailer.hasher.hash_address)
     except InvalidReceipt as error:
