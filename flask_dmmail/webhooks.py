@@ -11,7 +11,9 @@ answers those requests:
    a missing or wrong token gets 401, and the token is never echoed or logged;
 2. the body is checked against the receipt's shape (``id``, ``reference``, ``to``,
    ``status``, ``created_at``, ``completed_at``, ``sent_at``, ``notification_type``,
-   ``template_id``, ``template_version``); a bad body gets 400;
+   ``template_id``, ``template_version``); a bad body gets 400, and so does a body nested
+   more than a few levels deep (a receipt is a flat object), refused before it is decoded;
+   a body over 64 KB gets 413; each refusal is one WARNING log line;
 3. :data:`~flask_dmmail.signals.email_status_changed` fires with the real app as sender
    and ``notification_id``, ``reference``, ``status`` and ``to_hash`` (the Mailer's keyed
    hash of ``to``: the address itself never leaves the handler);
@@ -31,21 +33,30 @@ Mailchimp has no signature on its webhooks, so the secret is in the URL:
 ``mailchimp.add_webhook(audience, url)``).
 
 1. the token is compared in constant time; a wrong one gets a plain 404 (the token is never
-   echoed or logged) and so does every request when no token is configured;
+   echoed or logged) and so does every request when no token is configured, and every
+   method other than ``GET`` and ``POST`` whatever the token (no 405 or ``Allow`` header
+   shows the route exists);
 2. ``GET`` answers 200: Mailchimp checks the URL with a GET when the webhook is created;
-3. ``POST`` bodies are Mailchimp's form fields (``type``, ``fired_at``, ``data[list_id]``,
-   ``data[email]``, ``data[reason]``, ``data[action]``, ``data[campaign_id]``...). For
-   ``type=unsubscribe`` and ``type=cleaned``
-   :data:`~flask_dmmail.signals.audience_unsubscribed` fires (the address only as the Mailer's
-   ``to_hash``) and the answer is 200; other event types are answered 200 and ignored (a
-   failing webhook is retried, then disabled, by Mailchimp); an event without
-   ``data[list_id]`` or ``data[email]`` gets 400.
+3. a ``POST`` body over 64 KB gets 413 before any of it is parsed. ``POST`` bodies are
+   Mailchimp's form fields (``type``, ``fired_at``, ``data[list_id]``, ``data[email]``,
+   ``data[reason]``, ``data[action]``, ``data[campaign_id]``...). For ``type=unsubscribe``
+   and ``type=cleaned`` :data:`~flask_dmmail.signals.audience_unsubscribed` fires (the
+   address only as the Mailer's ``to_hash``) and the answer is 200; other event types are
+   answered 200 and ignored (a failing webhook is retried, then disabled, by Mailchimp); an
+   event without ``data[list_id]`` or ``data[email]``, or whose ``data[list_id]`` is not an
+   audience id (1 to 32 letters and digits), gets 400 and the value is not logged;
+4. the other fields that reach the log line or the signal (``type``, ``data[reason]``,
+   ``data[action]``, ``data[campaign_id]``, ``fired_at``) must have their plain shape (a
+   short word, id or time of bounded length: no control characters or ``@``); a value of
+   another shape is dropped (``None`` in the signal, the field's name in a WARNING log line)
+   and the event is still taken, so that an unsubscribe is never lost.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import logging
 import re
@@ -56,6 +67,8 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.datastructures import MultiDict
 
 from . import signals
 from .notify import FAILED_STATUSES
@@ -81,6 +94,10 @@ NOTIFY_CALLBACKS_PATH = "/_dmmail/callbacks/notify"
 NOTIFY_CALLBACKS_BLUEPRINT = "dmmail_notify_callbacks"
 
 _MAX_BODY = 64 * 1024
+#: A receipt is a flat object: a body nested deeper than this is refused before it is decoded
+#: (the decoder recurses once per level, so deep nesting would otherwise crash it).
+_MAX_DEPTH = 8
+_JSON_STRUCTURE = re.compile(r'[\[\]{}"\\]')
 _MAX_REFERENCE = 1000
 _STATUS = re.compile(r"^[a-z][a-z-]{0,48}[a-z]$")
 _NOTIFICATION_TYPES = frozenset({"email", "sms", "letter"})
@@ -127,7 +144,7 @@ def _timestamp(data: Mapping[str, Any], key: str, *, nullable: bool) -> str | No
 
 def _uuid(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key)
-    if not isinstance(value, str) or not _UUID.match(value):
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
         raise InvalidReceipt(f"{key} must be a UUID.")
     return str(uuid.UUID(value))
 
@@ -150,7 +167,7 @@ def parse_delivery_receipt(data: object, hash_address: Any) -> DeliveryReceipt:
     if not isinstance(to, str) or not to.strip() or len(to) > 320 or not is_unicode(to):
         raise InvalidReceipt("to must be the recipient, a non-empty string of valid Unicode.")
     status = data.get("status")
-    if not isinstance(status, str) or not _STATUS.match(status):
+    if not isinstance(status, str) or not _STATUS.fullmatch(status):
         raise InvalidReceipt("status must be a Notify status such as 'delivered'.")
     notification_type = data.get("notification_type")
     if not isinstance(notification_type, str) or notification_type not in _NOTIFICATION_TYPES:
@@ -175,6 +192,51 @@ def parse_delivery_receipt(data: object, hash_address: Any) -> DeliveryReceipt:
     )
 
 
+def _nests_deeper_than(text: str, limit: int) -> bool:
+    """True when the JSON ``text`` opens more than ``limit`` arrays or objects inside each
+    other. One pass, no recursion; brackets inside strings do not count. Not a validator:
+    whatever this lets through is then decoded (and refused if it is not JSON)."""
+    depth = 0
+    in_string = False
+    escaped_at = -1
+    for match in _JSON_STRUCTURE.finditer(text):
+        char, position = match.group(), match.start()
+        if in_string:
+            if position == escaped_at:
+                continue
+            if char == "\\":
+                escaped_at = position + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return False
+
+
+def _decode_json(raw: bytes) -> object:
+    """Decode a receipt body as :func:`json.loads` does (UTF-8, -16 or -32), refusing deep
+    nesting first. Raises :class:`InvalidReceipt` for anything that is not JSON."""
+    try:
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+    except (UnicodeDecodeError, LookupError):
+        raise InvalidReceipt("The body must be a JSON object.") from None
+    if _nests_deeper_than(text, _MAX_DEPTH):
+        raise InvalidReceipt(
+            f"The body must be a delivery receipt: a JSON object nested at most "
+            f"{_MAX_DEPTH} levels deep."
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: never, after the check above
+        raise InvalidReceipt("The body must be a JSON object.") from None
+
+
 def _error(status: int, message: str) -> Response:
     response = jsonify(result="error", message=message)
     response.status_code = status
@@ -183,15 +245,40 @@ def _error(status: int, message: str) -> Response:
     return response
 
 
+def _same_secret(given: str, expected: str) -> bool:
+    """The module's one secret comparison, in constant time: of SHA-256 digests, so neither
+    where the two first differ nor their lengths show in the time it takes."""
+
+    def digest(text: str) -> bytes:
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+    return hmac.compare_digest(digest(given), digest(expected))
+
+
 def _bearer_token_matches(header: str | None, expected: str | None) -> bool:
-    """True when ``header`` is ``Bearer <expected>``; the comparison takes the same time
-    wherever the first difference is."""
+    """True when ``header`` is ``Bearer <expected>`` (compared by :func:`_same_secret`)."""
     if not header or expected is None:
         return False
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(given.strip().encode("utf-8"), expected.encode("utf-8"))
+    return _same_secret(given.strip(), expected)
+
+
+def _read_body(limit: int) -> bytes | None:
+    """The request body, or ``None`` (having read no more than ``limit + 1`` bytes) when it is
+    longer than ``limit`` bytes, whether or not it came with a Content-Length."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = request.stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return None if size > limit else b"".join(chunks)
 
 
 def _refused(reason: str, status: int, **fields: Any) -> None:
@@ -218,15 +305,15 @@ def _receipt() -> Response:
     if request.content_length is not None and request.content_length > _MAX_BODY:
         _refused("body too large", 413)
         return _error(413, "The receipt is too large.")
-    raw = request.stream.read(_MAX_BODY + 1)
-    if len(raw) > _MAX_BODY:
+    raw = _read_body(_MAX_BODY)
+    if raw is None:
         _refused("body too large", 413)
         return _error(413, "The receipt is too large.")
     try:
-        data = json.loads(raw)
-    except ValueError:
-        _refused("body is not JSON", 400)
-        return _error(400, "The body must be a JSON object.")
+        data = _decode_json(raw)
+    except InvalidReceipt as error:
+        _refused(str(error), 400)
+        return _error(400, str(error))
     try:
         receipt = parse_delivery_receipt(data, mailer.hasher.hash_address)
     except InvalidReceipt as error:
@@ -284,20 +371,56 @@ MAILCHIMP_WEBHOOKS_PATH = "/_dmmail/callbacks/mailchimp"
 #: The blueprint's default name (its endpoint is ``<name>.event``).
 MAILCHIMP_WEBHOOKS_BLUEPRINT = "dmmail_mailchimp_webhooks"
 _MAILCHIMP_EVENTS = frozenset({"unsubscribe", "cleaned"})
+#: Mailchimp's events are a few hundred bytes of form fields.
+_MAX_EVENT_BODY = 64 * 1024
+#: Shapes of the fields that reach a log line or a signal (matched whole, ASCII only): no
+#: control characters or ``@``, and a bounded length. An audience id as
+#: ``DM_MAILCHIMP_AUDIENCES`` accepts it; an event type, reason or action is one short word.
+_MAILCHIMP_ID = re.compile(r"[0-9a-zA-Z]{1,32}")
+_MAILCHIMP_WORD = re.compile(r"[a-zA-Z][a-zA-Z0-9_-]{0,31}")
+_MAILCHIMP_TIME = re.compile(r"[0-9][0-9 :.TZ+-]{0,39}")
+#: Optional fields: a value of another shape is dropped (``None`` in the signal, named in the
+#: log line), so that the unsubscribe itself is still recorded.
+_MAILCHIMP_OPTIONAL = (
+    ("data[reason]", "reason", _MAILCHIMP_WORD),
+    ("data[action]", "action", _MAILCHIMP_WORD),
+    ("data[campaign_id]", "campaign_id", _MAILCHIMP_ID),
+    ("fired_at", "fired_at", _MAILCHIMP_TIME),
+)
 
 
 def _token_matches(given: str, expected: str | None) -> bool:
-    """Constant-time comparison (of digests, so the length does not show either)."""
-    if expected is None:
-        return False
-    return hmac.compare_digest(
-        hashlib.sha256(given.encode("utf-8")).digest(),
-        hashlib.sha256(expected.encode("utf-8")).digest(),
-    )
+    """True when the URL's token is ``expected`` (compared by :func:`_same_secret`)."""
+    return expected is not None and _same_secret(given, expected)
 
 
 def _plain(status: int, text: str) -> Response:
     return Response(text + "\n", status=status, mimetype="text/plain")
+
+
+def _shaped(value: str | None, shape: re.Pattern[str]) -> str | None:
+    """``value`` without surrounding spaces if it has ``shape``, else ``None``."""
+    value = (value or "").strip()
+    return value if shape.fullmatch(value) else None
+
+
+def _mailchimp_form() -> MultiDict[str, str] | None:
+    """The POSTed form fields, or ``None`` when the body is over :data:`_MAX_EVENT_BODY`
+    (refused before any of it is parsed)."""
+    raw = _read_body(_MAX_EVENT_BODY)
+    if raw is None:
+        return None
+    parser = request.make_form_data_parser()
+    _, form, _ = parser.parse(io.BytesIO(raw), request.mimetype, len(raw), request.mimetype_params)
+    return form
+
+
+def _mailchimp_refused(reason: str, status: int, **fields: Any) -> None:
+    logger.warning(
+        "Mailchimp webhook refused: %s",
+        reason,
+        extra={"callback": "mailchimp", "http_status": status, **fields},
+    )
 
 
 def _mailchimp_event(token: str) -> Response:
@@ -307,51 +430,67 @@ def _mailchimp_event(token: str) -> Response:
     mailer = app.extensions.get(EXTENSION_KEY)
     expected = mailer.settings.mailchimp_webhook_token if isinstance(mailer, Mailer) else None
     if not _token_matches(token, expected):
-        logger.warning(
-            "Mailchimp webhook refused: wrong token or DM_MAILCHIMP_WEBHOOK_TOKEN not set",
-            extra={"callback": "mailchimp", "http_status": 404},
-        )
+        _mailchimp_refused("wrong token or DM_MAILCHIMP_WEBHOOK_TOKEN not set", 404)
         return _plain(404, "Not Found")
     assert isinstance(mailer, Mailer)
-    if request.method == "GET":
+    if request.method not in ("GET", "HEAD", "POST"):
+        # The same answer as a wrong token: no 405 or Allow header shows the route exists.
+        _mailchimp_refused("a method other than GET or POST", 404)
+        return _plain(404, "Not Found")
+    if request.method != "POST":
         return _plain(200, "OK")  # Mailchimp's check of the URL
-    form = request.form
-    event = form.get("type", "")
+    form = _mailchimp_form()
+    if form is None:
+        _mailchimp_refused("body too large", 413)
+        return _plain(413, "Request Entity Too Large")
+    event = _shaped(form.get("type"), _MAILCHIMP_WORD)
     if event not in _MAILCHIMP_EVENTS:
         logger.info(
             "Mailchimp webhook event %r ignored",
-            event[:40],
-            extra={"callback": "mailchimp", "event": event[:40]},
+            event,
+            extra={"callback": "mailchimp", "event": event},
         )
         return _plain(200, "OK")
     list_id = form.get("data[list_id]", "").strip()
     email = form.get("data[email]", "").strip()
     if not list_id or not email:
-        logger.warning(
-            "Mailchimp webhook %s refused: no data[list_id] or data[email]",
-            event,
-            extra={"callback": "mailchimp", "event": event, "http_status": 400},
-        )
+        _mailchimp_refused(f"{event} without data[list_id] or data[email]", 400, event=event)
         return _plain(400, "data[list_id] and data[email] are required")
+    if not _MAILCHIMP_ID.fullmatch(list_id):
+        _mailchimp_refused(
+            f"{event} with a data[list_id] that is not an audience id", 400, event=event
+        )
+        return _plain(
+            400, "data[list_id] must be a Mailchimp audience id (1 to 32 letters and digits)"
+        )
     to_hash = mailer.hasher.hash_address(email)
     audience_name = next(
         (name for name, value in mailer.settings.audiences.items() if value == list_id), None
     )
-    reason = form.get("data[reason]") or None
-    action = form.get("data[action]") or None if event == "unsubscribe" else None
-    campaign_id = form.get("data[campaign_id]") or None
-    logger.info(
-        "Mailchimp webhook: %s from audience %s",
-        event,
-        list_id,
+    fields: dict[str, str | None] = {}
+    dropped: list[str] = []
+    for field, name, shape in _MAILCHIMP_OPTIONAL:
+        given = form.get(field, "") if name != "action" or event == "unsubscribe" else ""
+        fields[name] = _shaped(given, shape)
+        if fields[name] is None and given.strip():
+            dropped.append(field)
+    message, args = "Mailchimp webhook: %s from audience %s", [event, list_id]
+    if dropped:
+        message += "; malformed %s dropped"
+        args.append(", ".join(dropped))
+    logger.log(
+        logging.WARNING if dropped else logging.INFO,
+        message,
+        *args,
         extra={
             "callback": "mailchimp",
             "event": event,
             "list_id": list_id,
             "audience_name": audience_name,
-            "reason": reason,
-            "action": action,
-            "campaign_id": campaign_id,
+            "reason": fields["reason"],
+            "action": fields["action"],
+            "campaign_id": fields["campaign_id"],
+            "dropped_fields": tuple(dropped),
             "to_hash": to_hash,
         },
     )
@@ -360,13 +499,28 @@ def _mailchimp_event(token: str) -> Response:
         audience=list_id,
         audience_name=audience_name,
         event=event,
-        reason=reason,
-        action=action,
-        campaign_id=campaign_id,
-        fired_at=form.get("fired_at") or None,
+        reason=fields["reason"],
+        action=fields["action"],
+        campaign_id=fields["campaign_id"],
+        fired_at=fields["fired_at"],
         to_hash=to_hash,
     )
     return _plain(200, "OK")
+
+
+def _route_every_other_method(state: BlueprintSetupState) -> None:
+    """Send every other HTTP method at ``<url_prefix>/<token>`` to the view as well, which
+    answers it as it answers a wrong token: Flask would answer 405 with an ``Allow`` header,
+    or OPTIONS with 200, showing that the route exists."""
+    rule = "/".join(((state.url_prefix or "").rstrip("/"), "<token>"))
+    state.app.url_map.add(
+        state.app.url_rule_class(  # methods=None: any method
+            rule,
+            endpoint=f"{state.name_prefix}.{state.name}.event".lstrip("."),
+            subdomain=state.subdomain,
+            defaults=state.url_defaults or None,
+        )
+    )
 
 
 def mailchimp_webhooks_blueprint(name: str = MAILCHIMP_WEBHOOKS_BLUEPRINT) -> Blueprint:
@@ -377,5 +531,12 @@ def mailchimp_webhooks_blueprint(name: str = MAILCHIMP_WEBHOOKS_BLUEPRINT) -> Bl
     comes from that key. If the app uses CSRF protection, exempt this blueprint.
     """
     blueprint = Blueprint(name, __name__, url_prefix=MAILCHIMP_WEBHOOKS_PATH)
-    blueprint.add_url_rule("/<token>", "event", _mailchimp_event, methods=["GET", "POST"])
+    blueprint.add_url_rule(
+        "/<token>",
+        "event",
+        _mailchimp_event,
+        methods=["GET", "POST"],
+        provide_automatic_options=False,
+    )
+    blueprint.record(_route_every_other_method)
     return blueprint

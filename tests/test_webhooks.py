@@ -219,6 +219,7 @@ BAD_BODIES: dict[str, Any] = {
     "to-a-list": {**RECEIPT, "to": [ADDRESS]},
     "status-unknown-shape": {**RECEIPT, "status": "Delivered!"},
     "status-null": {**RECEIPT, "status": None},
+    "status-trailing-newline": {**RECEIPT, "status": "delivered\n"},
     "type-fax": {**RECEIPT, "notification_type": "fax"},
     "template-id-bad": {**RECEIPT, "template_id": "welcome"},
     "version-a-string": {**RECEIPT, "template_version": "1"},
@@ -258,6 +259,51 @@ def test_an_oversized_body_is_refused(receipts_app: Flask) -> None:
         response = receipts_app.test_client().post(NOTIFY_CALLBACKS_PATH, json=body, headers=auth())
     assert response.status_code == 413
     assert got == []
+
+
+def _receipt_with(extra_json: str) -> str:
+    """RECEIPT as JSON text, with one more field whose value is ``extra_json`` as given."""
+    return json.dumps(RECEIPT)[:-1] + ', "extra": ' + extra_json + "}"
+
+
+DEEP_BODIES: dict[str, str] = {
+    "arrays": "[" * 30000 + "]" * 30000,
+    "objects": '{"a":' * 10000 + "1" + "}" * 10000,
+    "mixed": '[{"a":' * 6000 + "1" + "}]" * 6000,
+    "inside-a-receipt": _receipt_with('{"a":' * 10000 + "1" + "}" * 10000),
+    "unclosed": "[" * 60000,
+    "after-a-string-with-escapes": '["a\\\\", ' + "[" * 30000 + "]" * 30000 + "]",
+}
+
+
+@pytest.mark.parametrize("body", list(DEEP_BODIES.values()), ids=list(DEEP_BODIES))
+def test_deeply_nested_json_is_a_400_not_a_crash(
+    receipts_app: Flask, body: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert len(body.encode()) <= 64 * 1024
+    with status_changes() as got, caplog.at_level(logging.DEBUG):
+        response = receipts_app.test_client().post(
+            NOTIFY_CALLBACKS_PATH, data=body, content_type="application/json", headers=auth()
+        )
+    assert response.status_code == 400
+    assert response.is_json and response.get_json()["result"] == "error"
+    assert got == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    refusals = [r for r in caplog.records if r.name == "flask_dmmail"]
+    assert [r.levelname for r in refusals] == ["WARNING"]
+    assert refusals[0].__dict__["http_status"] == 400
+
+
+def test_brackets_and_escapes_inside_strings_are_not_nesting(receipts_app: Flask) -> None:
+    reference = '[{"' * 50 + "\\" + '\\"]' * 20 + "\\"
+    receipt = json.loads(_receipt_with('{"a": [1, {"b": [2, {"c": "[[[[[["}]}]}'))
+    receipt["reference"] = reference
+    with status_changes() as got:
+        response = receipts_app.test_client().post(
+            NOTIFY_CALLBACKS_PATH, json=receipt, headers=auth()
+        )
+    assert response.status_code == 204
+    assert got[0][1]["reference"] == reference
 
 
 def test_one_log_line_per_receipt_with_fields_and_no_address(
