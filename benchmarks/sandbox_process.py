@@ -80,7 +80,9 @@ class SandboxProcess:
         return DMMail().init_app(app)
 
     def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """Call a ``/_sandbox/`` control endpoint; its JSON answer."""
+        """Call a ``/_sandbox/`` control endpoint; its JSON answer (changes are sent as JSON)."""
+        if body is None and method != "GET":
+            body = {}  # the sandbox refuses a POST or DELETE that is not application/json
         response = requests.request(method, f"{self.url}/_sandbox/{path}", json=body, timeout=30)
         response.raise_for_status()
         return response.json()

@@ -7,6 +7,11 @@ until Ctrl-C. The keys open only this sandbox.
 ``--callback-url URL`` POSTs a delivery receipt there whenever an email reaches a final
 status, with the bearer token from the ``DM_NOTIFY_CALLBACK_TOKEN`` environment variable
 (never a command-line argument, where ``ps`` would show it).
+
+The control endpoints (``/_sandbox/``) and the outbox pages answer only to loopback host
+names. With ``--host 0.0.0.0`` (or another interface) they also answer to that address, the
+machine's name and the address a request arrived on; ``--allow-host NAME`` (repeatable) adds
+names, say the one a container network gives the sandbox.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--port", type=int, default=6011, help="port to listen on (0: any)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another host name the control endpoints and outbox pages answer to "
+        "(repeatable; loopback names always work)",
+    )
     parser.add_argument("--seed", metavar="FILE", help="JSON or YAML seed file")
     parser.add_argument(
         "--service-id",
@@ -78,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             seed=args.seed,
+            allowed_hosts=args.allow_host,
             delivery_delay=args.delivery_delay,
             rate_limit=args.rate_limit,
             burst=args.burst,

@@ -17,6 +17,11 @@
 =========================================  =================================================
 
 Errors are ``{"error": "..."}`` with status 400 (or 404 for an unknown id).
+
+Every POST and DELETE must carry ``Content-Type: application/json``, with or without a body
+(else 415), so that a web page cannot change the sandbox with a cross-site "simple" request;
+and every request must name a loopback host (else 403), so that a page cannot read the state
+by rebinding its own name to 127.0.0.1 (see :mod:`flask_dmmail.sandbox.guard`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from .guard import JSON_REQUIRED, host_refusal, json_required
 from .notify_api import json_response
 from .state import SandboxState, notify_bucket_size
 
@@ -41,7 +47,8 @@ class ControlError(Exception):
 
 
 def _body() -> dict[str, Any]:
-    data = request.get_json(force=True, silent=True) if request.get_data() else {}
+    """The request's JSON object ({} without a body); the content type is checked already."""
+    data = request.get_json(silent=True) if request.get_data() else {}
     if not isinstance(data, dict):
         raise ControlError("the body must be a JSON object")
     return data
@@ -50,6 +57,15 @@ def _body() -> dict[str, Any]:
 def control_blueprint(state: SandboxState) -> Blueprint:
     """The /_sandbox control endpoints, bound to ``state``."""
     bp = Blueprint("dmmail_sandbox_control", __name__, url_prefix="/_sandbox")
+
+    @bp.before_request
+    def _guard() -> Response | None:
+        refusal = host_refusal()
+        if refusal is not None:
+            return json_response({"error": refusal}, 403)
+        if json_required():
+            return json_response({"error": JSON_REQUIRED}, 415)
+        return None
 
     @bp.errorhandler(ControlError)
     def _control_error(error: ControlError) -> Response:

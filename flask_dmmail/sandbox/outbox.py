@@ -3,6 +3,11 @@
 :func:`outbox_blueprint` is mounted at ``/`` of the sandbox app and at ``/_dmmail/`` of a
 developer's app, so every link is built with ``url_for`` and every template name starts
 with ``dmmail_sandbox_``.
+
+The pages show recipients and bodies (reset links included), so they answer only to a
+loopback ``Host`` (403 otherwise: no DNS rebinding), and, mounted in an app that is in
+neither debug nor testing mode, only to a client on the machine itself (404 otherwise).
+See :mod:`flask_dmmail.sandbox.guard`.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, Response, abort, current_app, render_template, request
 from markupsafe import Markup
 
+from .guard import host_refusal, remote_client
 from .mailchimp.state import MEMBER_STATUSES
 from .render import render_email_html
 from .state import Notification, SandboxState
@@ -94,6 +100,16 @@ def _example_template_id(state: SandboxState) -> str | None:
 def outbox_blueprint(state: SandboxState) -> Blueprint:
     """A blueprint named ``dmmail_outbox`` that shows ``state``'s outbox as HTML pages."""
     bp = Blueprint("dmmail_outbox", __name__, template_folder=str(_TEMPLATES))
+
+    @bp.before_request
+    def _guard() -> Response | None:
+        embedded = current_app.extensions.get("dmmail_sandbox") is not state
+        if embedded and not (current_app.debug or current_app.testing) and remote_client():
+            abort(404)
+        refusal = host_refusal()
+        if refusal is not None:
+            return Response(refusal, status=403, mimetype="text/plain")
+        return None
 
     @bp.app_template_filter("dmmail_time")
     def dmmail_time(value: datetime | None) -> str:

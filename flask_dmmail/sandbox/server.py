@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import IO, Any, cast
 
@@ -19,6 +19,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wsgi import LimitedStream
 
 from .app import create_app
+from .guard import HOSTS_EXTENSION, LOCAL_ADDR_KEY, sandbox_host_names
 from .state import SandboxKeys, SandboxState
 
 __all__ = ["Sandbox", "SandboxKeys", "SandboxRequestHandler"]
@@ -52,6 +53,8 @@ class SandboxRequestHandler(WSGIRequestHandler):
         if self.headers.get("Expect", "").lower().strip() == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         environ = self.make_environ()
+        with contextlib.suppress(OSError, IndexError, TypeError):
+            environ[LOCAL_ADDR_KEY] = str(self.connection.getsockname()[0])
         body_stream: LimitedStream | None = None
         chunked_request = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
         if not chunked_request:
@@ -145,6 +148,10 @@ class Sandbox:
 
     ``Sandbox.start(port=0)`` picks a free port. Several can run in one process. Use it
     as a context manager, or call :meth:`stop`.
+
+    Its control endpoints and outbox pages answer only to loopback host names; bound to
+    another interface on purpose (``host="0.0.0.0"``), also to what it was bound to, the
+    machine's name and the address a request arrived on; ``allowed_hosts`` adds names.
     """
 
     def __init__(self, app: Flask, server: BaseWSGIServer) -> None:
@@ -174,9 +181,14 @@ class Sandbox:
         port: int = 0,
         seed: Any = None,
         state: SandboxState | None = None,
+        allowed_hosts: Sequence[str] = (),
         **state_options: Any,
     ) -> Sandbox:
-        """Build the app, bind, serve in a daemon thread; return once it accepts connections."""
+        """Build the app, bind, serve in a daemon thread; return once it accepts connections.
+
+        ``allowed_hosts``: more host names the control endpoints and outbox pages answer to
+        (say the name CI or a container network gives the sandbox).
+        """
         if state is None:
             state = SandboxState(seed, **state_options)
         else:
@@ -184,13 +196,23 @@ class Sandbox:
                 raise TypeError("pass either a state or state options, not both")
             if seed is not None:
                 state.seed(seed)
-        return cls.serve(create_app(state), host=host, port=port)
+        return cls.serve(create_app(state), host=host, port=port, allowed_hosts=allowed_hosts)
 
     @classmethod
-    def serve(cls, app: Flask, *, host: str = "127.0.0.1", port: int = 0) -> Sandbox:
+    def serve(
+        cls,
+        app: Flask,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        allowed_hosts: Sequence[str] = (),
+    ) -> Sandbox:
         """Serve an app made by :func:`create_app` (perhaps with more blueprints on it)."""
         if "dmmail_sandbox" not in app.extensions:
             raise ValueError("the app must come from flask_dmmail.sandbox.create_app")
+        if isinstance(allowed_hosts, str):
+            allowed_hosts = [allowed_hosts]  # one name, not its letters
+        app.extensions[HOSTS_EXTENSION] = sandbox_host_names(host, allowed_hosts)
         server = make_server(host, port, app, threaded=True, request_handler=SandboxRequestHandler)
         server.dmmail_connections = set()  # type: ignore[attr-defined]
         server.dmmail_lock = threading.Lock()  # type: ignore[attr-defined]

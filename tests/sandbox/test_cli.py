@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from notifications_python_client.notifications import NotificationsAPIClient
 
 from tests.sandbox.notify_helpers import raises_http, v2_errors
@@ -115,6 +116,21 @@ def test_fixed_service_id_and_auto_templates(run: list[subprocess.Popen[str]]) -
         assert sent["content"]["body"] == "code: 1"
     finally:
         client.request_session.close()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+
+
+def test_allow_host_adds_names_for_the_pages_and_controls(
+    run: list[subprocess.Popen[str]],
+) -> None:
+    process = _start("--allow-host", "notify-sandbox", "--allow-host", "outbox.test")
+    run.append(process)
+    url = _banner(process)["base url"]
+    for host in ("notify-sandbox", "outbox.test:6011", "localhost"):
+        assert requests.get(f"{url}/", headers={"Host": host}, timeout=30).status_code == 200
+    for host in ("evil.example", "notify-sandbox.evil.example"):
+        page = requests.get(f"{url}/_sandbox/state", headers={"Host": host}, timeout=30)
+        assert page.status_code == 403
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
 

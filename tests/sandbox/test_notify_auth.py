@@ -112,12 +112,12 @@ def test_revoked_key_is_refused_with_revoked_message(
 def test_revoke_through_control_endpoint(
     sbx: Sandbox, http: requests.Session, notify_client: NotificationsAPIClient
 ) -> None:
-    response = http.post(f"{sbx.url}/_sandbox/keys/test/revoke")
+    response = http.post(f"{sbx.url}/_sandbox/keys/test/revoke", json={})
     assert response.json() == {"key_type": "test", "revoked": True}
     assert raises_http(notify_client.get_all_notifications).message == v2_errors(
         "AuthError", "Invalid token: API key revoked"
     )
-    http.post(f"{sbx.url}/_sandbox/keys/test/restore")
+    http.post(f"{sbx.url}/_sandbox/keys/test/restore", json={})
     assert notify_client.get_all_notifications()["notifications"] == []
 
 

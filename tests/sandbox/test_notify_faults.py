@@ -92,7 +92,7 @@ def test_latency_and_paths(
     _send(notify_client)  # other paths untouched
     assert raises_http(lambda: notify_client.get_template(PLAIN_ID)).status_code == 500
     assert http.get(f"{sbx.url}/_sandbox/faults").json() == config
-    http.delete(f"{sbx.url}/_sandbox/faults")
+    http.delete(f"{sbx.url}/_sandbox/faults", json={})
     assert notify_client.get_template(PLAIN_ID)["id"] == PLAIN_ID
 
 

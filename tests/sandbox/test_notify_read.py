@@ -361,7 +361,7 @@ def test_control_outbox_state_seed_and_reset(
     assert bad.status_code == 400
     assert http.post(f"{sbx.url}/_sandbox/seed", json={"nonsense": []}).status_code == 400
 
-    assert http.post(f"{sbx.url}/_sandbox/reset").json() == {"result": "reset"}
+    assert http.post(f"{sbx.url}/_sandbox/reset", json={}).json() == {"result": "reset"}
     assert http.get(f"{sbx.url}/_sandbox/outbox").json() == {"notifications": []}
     error = raises_http(lambda: make_notify_client().get_template(new_id))
     assert error.status_code == 404
@@ -374,4 +374,6 @@ def test_archive_through_control_endpoint(
     http.post(f"{sbx.url}/_sandbox/templates/{PLAIN_ID}/archive", json={"archived": True})
     error = raises_http(lambda: notify_client.send_email_notification("a@example.com", PLAIN_ID))
     assert error.message == v2_errors("BadRequestError", "Template has been deleted")
-    assert http.post(f"{sbx.url}/_sandbox/templates/{UNKNOWN_ID}/archive").status_code == 404
+    assert (
+        http.post(f"{sbx.url}/_sandbox/templates/{UNKNOWN_ID}/archive", json={}).status_code == 404
+    )
