@@ -120,7 +120,7 @@ def _domain_rule(key: str, domain: object) -> str:
         raise ConfigurationError(key, "every domain must be a string such as 'example.com'.")
     clean = normalise_domain(domain)
     labels = clean.split(".")
-    if len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels):
+    if len(labels) < 2 or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels):
         raise ConfigurationError(
             key, f"{domain[:80]!r} is not a domain name; list domains such as 'example.com'."
         )
@@ -229,7 +229,7 @@ def _audiences(config: Mapping[str, Any]) -> Mapping[str, str]:
     for name, list_id in _mapping(config, key).items():
         if not isinstance(name, str) or not name:
             raise ConfigurationError(key, "every audience name must be a non-empty string.")
-        if not isinstance(list_id, str) or not _LIST_ID.match(list_id):
+        if not isinstance(list_id, str) or not _LIST_ID.fullmatch(list_id):
             raise ConfigurationError(
                 key, f"the audience {name!r} must map to a Mailchimp list id such as 'd35601203b'."
             )
@@ -240,7 +240,7 @@ def _audiences(config: Mapping[str, Any]) -> Mapping[str, str]:
 def _mailchimp_webhook_token(config: Mapping[str, Any]) -> str | None:
     key = "DM_MAILCHIMP_WEBHOOK_TOKEN"
     token = config.get(key) or None
-    if token is not None and (not isinstance(token, str) or not _URL_TOKEN.match(token)):
+    if token is not None and (not isinstance(token, str) or not _URL_TOKEN.fullmatch(token)):
         raise ConfigurationError(
             key,
             "must be a random string of at least 16 letters, digits, '-' or '_' (it goes in "
