@@ -36,6 +36,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from . import signals
+from .csvsafe import safe_row
 from .errors import (
     BulkAbortedError,
     BulkInterruptedError,
@@ -667,7 +668,7 @@ class BulkReport:
         with Path(path).open("w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["row", "error_class", "message"])
-            writer.writerows((f.row, f.error_class, f.message) for f in self.failures)
+            writer.writerows(safe_row((f.row, f.error_class, f.message)) for f in self.failures)
 
 
 # -- the run -------------------------------------------------------------------------------

@@ -264,9 +264,9 @@ class UnknownAudienceError(InvalidInputError):
 
 
 class UnlistedAudienceError(InvalidInputError):
-    """A campaign was refused before any network call: outside production only the audiences
-    in this environment's DM_MAILCHIMP_AUDIENCES may get campaigns (see
-    DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES)."""
+    """Refused before any network call: outside production (DM_ENVIRONMENT) only the audiences
+    in this environment's DM_MAILCHIMP_AUDIENCES may be used (read, written, mailed, forgotten),
+    and no audience is created."""
 
 
 class MailchimpError(DMMailError):

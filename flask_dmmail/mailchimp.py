@@ -9,6 +9,10 @@ Mailchimp list id (10 hex digits, or any id the config lists)::
     if result.outcome is SubscribeOutcome.UNSUBSCRIBED:
         ...  # they opted out: point them to the signup form
 
+Outside production (``DM_ENVIRONMENT``) only the audiences of ``DM_MAILCHIMP_AUDIENCES`` can be
+used at all: any other list id raises ``UnlistedAudienceError`` before any request (see
+:meth:`Audiences.list_id`), listings leave the others out, and no audience is created.
+
 What this module does about the client's quirks (see the reference notes):
 
 * the client's host is fixed and it rewrites ``"server"`` anywhere in the URL, so the host is
@@ -125,7 +129,8 @@ MEMBER_STATUSES: Final = (
 _REQUIRED_FIELDS: Final = ("email_address", "status", "last_changed")
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 _HEX_LIST_ID = re.compile(r"^[0-9a-f]{10}$")
-_EMAIL_LIKE = re.compile(r"[^\s<>\"'(),;:\[\]]+@[^\s<>\"'(),;:\[\]]+")
+#: A run of the characters an address is made of (one "@" inside makes it address-like).
+_TOKEN = re.compile(r"[^\s<>\"'(),;:\[\]]+")
 _BATCH_TIMEOUT = 120.0
 _LOOKUP_THREADS = 8
 _OVERLAP = 16
@@ -141,12 +146,60 @@ def subscriber_hash(email: str) -> str:
 
 
 def scrub(text: str, known: Iterable[str] = ()) -> str:
-    """``text`` with ``known`` addresses and anything that looks like an address replaced
-    by ``<address>`` (Mailchimp's error details quote the address)."""
-    for address in known:
-        if address:
-            text = re.sub(re.escape(address), "<address>", text, flags=re.IGNORECASE)
-    return _EMAIL_LIKE.sub("<address>", text)
+    """``text`` with ``known`` addresses (compared case-insensitively) and anything that looks
+    like an address replaced by ``<address>`` (Mailchimp's error details quote the address).
+
+    Linear in the sizes of ``text`` and ``known``: no pattern is built from the values, and a
+    value is only looked for with ``str.find`` in the case-folded text."""
+    spans = _known_spans(text, known)
+    if spans:
+        parts: list[str] = []
+        at = 0
+        for start, end in spans:
+            parts.append(text[at:start])
+            parts.append("<address>")
+            at = end
+        parts.append(text[at:])
+        text = "".join(parts)
+    return _TOKEN.sub(_address_like, text)
+
+
+def _known_spans(text: str, known: Iterable[str]) -> list[tuple[int, int]]:
+    """The merged (start, end) spans of ``text`` where a ``known`` value occurs, ignoring case."""
+    folded: str | None = None
+    starts: list[int] | None = None  # position in text of each folded character, if they differ
+    found: list[tuple[int, int]] = []
+    for value in known:
+        if not value:
+            continue
+        needle = value.casefold()
+        if folded is None:
+            folded = text.casefold()
+            if len(folded) != len(text):  # a character folds to several ("ß" -> "ss")
+                starts = [i for i, char in enumerate(text) for _ in char.casefold()]
+        at = folded.find(needle)
+        while at >= 0:
+            end = at + len(needle)
+            if starts is None:
+                found.append((at, end))
+            else:
+                found.append((starts[at], starts[end - 1] + 1))
+            at = folded.find(needle, end)
+    found.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in found:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _address_like(match: re.Match[str]) -> str:
+    # A run of address characters with an "@" that has something on both sides: what
+    # ``[^delimiters]+@[^delimiters]+`` would match, found without backtracking.
+    token = match.group()
+    return "<address>" if "@" in token[1:-1] else token
 
 
 # --------------------------------------------------------------------------- results
@@ -469,17 +522,46 @@ def _iso(value: object, what: str) -> str:
     )
 
 
+_NOT_TEXT = (
+    "holds a lone surrogate (such as '\\udcff'): it is not valid Unicode text, as happens when "
+    "bytes that are not UTF-8 are read as text. Read the source as UTF-8 and correct it."
+)
+
+
+def _is_text(value: str) -> bool:
+    """False when ``value`` holds a lone surrogate (it cannot be encoded as UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _all_text(value: object) -> bool:
+    """True when every string in ``value`` (a merge field value, maybe a dict) is text."""
+    if isinstance(value, str):
+        return _is_text(value)
+    if isinstance(value, Mapping):
+        return all(_all_text(k) and _all_text(v) for k, v in value.items())
+    return True
+
+
 def _text(value: object, what: str, *, limit: int = 1000) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{what} must be a non-empty string.")
     if len(value) > limit:
         raise InvalidInputError(f"{what} must be at most {limit} characters.")
+    if not _is_text(value):
+        raise InvalidInputError(f"{what} {_NOT_TEXT}")
     return value.strip()
 
 
 def _address(value: object) -> str:
+    """``value`` trimmed; InvalidEmailAddressError for what is not a string of text."""
     if not isinstance(value, str):
         raise InvalidEmailAddressError(f"The address must be a string, not {type(value).__name__}.")
+    if not _is_text(value):
+        raise InvalidEmailAddressError(f"The address {_NOT_TEXT}")
     return value.strip()
 
 
@@ -501,6 +583,8 @@ def _merge_fields(value: object) -> dict[str, Any] | None:
         raise InvalidInputError(
             "merge_fields must map merge tags (such as 'FNAME') to strings or numbers."
         )
+    if not _all_text(value):
+        raise InvalidInputError(f"A value of merge_fields {_NOT_TEXT}")
     return dict(value)
 
 
@@ -512,6 +596,8 @@ def _tags(value: object) -> list[str] | None:
     tags = list(value)
     if not all(isinstance(t, str) and t.strip() and len(t) <= 100 for t in tags):
         raise InvalidInputError("every tag must be a non-empty string of at most 100 characters.")
+    if not all(_is_text(t) for t in tags):
+        raise InvalidInputError(f"A tag {_NOT_TEXT}")
     return [t.strip() for t in tags]
 
 
@@ -556,7 +642,7 @@ class Audiences:
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.5,
-        allow_unlisted_audiences: bool = False,
+        production: bool = False,
     ) -> None:
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
@@ -567,7 +653,9 @@ class Audiences:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self.allow_unlisted_audiences = allow_unlisted_audiences
+        #: True on the production stage: any audience of the account may be used. Elsewhere
+        #: only those in ``audiences`` (DM_MAILCHIMP_AUDIENCES), see :meth:`list_id`.
+        self.production = production
         self._slots = _slots_for(api_key)
         self._local = threading.local()
 
@@ -612,7 +700,7 @@ class Audiences:
             timeout=settings.mailchimp_timeout,
             retries=settings.mailchimp_retries,
             backoff=settings.mailchimp_retry_backoff,
-            allow_unlisted_audiences=settings.mailchimp_allow_unlisted_audiences,
+            production=settings.production,
         )
 
     def __repr__(self) -> str:
@@ -720,23 +808,56 @@ class Audiences:
 
     def list_id(self, audience: object) -> str:
         """The list id of ``audience``: a DM_MAILCHIMP_AUDIENCES name, or a list id (one the
-        config lists, or 10 hex digits). Raises UnknownAudienceError otherwise."""
+        config lists, or 10 hex digits). Raises UnknownAudienceError otherwise.
+
+        Every method that names an audience goes through here, so this is the stage guard:
+        outside production (DM_ENVIRONMENT) a list id that DM_MAILCHIMP_AUDIENCES does not
+        list raises UnlistedAudienceError, before any request. Preview, staging, development
+        and tests (the embedded sandbox too) can then never read, write, mail or delete the
+        members of production's audiences, even with a key of the same account."""
         if isinstance(audience, AudienceRef):
-            return audience.id
-        if not isinstance(audience, str) or not audience.strip():
+            list_id = audience.id
+        elif not isinstance(audience, str) or not audience.strip():
             raise UnknownAudienceError(
                 "The audience must be a name from DM_MAILCHIMP_AUDIENCES or a Mailchimp list id."
             )
-        name = audience.strip()
-        if name in self.audiences:
-            return self.audiences[name]
-        if name in self._listed or _HEX_LIST_ID.match(name):
-            return name
-        known = ", ".join(sorted(self.audiences)) or "(none configured)"
-        raise UnknownAudienceError(
-            f"{scrub(name)!r} is neither an audience name in DM_MAILCHIMP_AUDIENCES ({known}) "
-            "nor a Mailchimp list id (10 hex digits, as in the audience's settings)."
-        )
+        else:
+            name = audience.strip()
+            if name in self.audiences:
+                return self.audiences[name]
+            if not (name in self._listed or _HEX_LIST_ID.match(name)):
+                known = ", ".join(sorted(self.audiences)) or "(none configured)"
+                raise UnknownAudienceError(
+                    f"{scrub(name)!r} is neither an audience name in DM_MAILCHIMP_AUDIENCES "
+                    f"({known}) nor a Mailchimp list id (10 hex digits, as in the audience's "
+                    "settings)."
+                )
+            list_id = name
+        if not self.production and list_id not in self._listed:
+            shown = list_id if _HEX_LIST_ID.match(list_id) else "given"
+            raise UnlistedAudienceError(
+                f"The audience {shown} is not in this environment's DM_MAILCHIMP_AUDIENCES, and "
+                "outside production (DM_ENVIRONMENT = 'production') only those may be used, so "
+                "that no other stage can touch production's audiences. Use an audience name "
+                "from the config, or add this stage's own audience to DM_MAILCHIMP_AUDIENCES."
+            )
+        return list_id
+
+    def may_use(self, list_id: str) -> bool:
+        """True when this app may use the audience ``list_id``: any audience on production,
+        else only those in DM_MAILCHIMP_AUDIENCES."""
+        return self.production or list_id in self._listed
+
+    def check_may_create_audience(self) -> None:
+        """Raise UnlistedAudienceError outside production, where no audience is created."""
+        if not self.production:
+            raise UnlistedAudienceError(
+                "Audiences are only created on production (DM_ENVIRONMENT = 'production'). "
+                "Elsewhere the new audience would not be in DM_MAILCHIMP_AUDIENCES, so nothing "
+                "here could use it, and production could later find it by name and take it for "
+                "its own. Create it on production, then add its list id to the "
+                "DM_MAILCHIMP_AUDIENCES of each stage that should use it."
+            )
 
     def name_of(self, list_id: str) -> str | None:
         """The DM_MAILCHIMP_AUDIENCES name of a list id, if it has one."""
@@ -766,7 +887,8 @@ class Audiences:
         return AudienceRef(str(data.get("id") or list_id), str(data.get("name") or ""))
 
     def all_audiences(self) -> list[AudienceRef]:
-        """Every audience of the account."""
+        """Every audience of the account on production; elsewhere only those of
+        DM_MAILCHIMP_AUDIENCES that the account has."""
         with self._reporting("all_audiences"):
             return self._lists()
 
@@ -798,13 +920,15 @@ class Audiences:
             )
 
         known = [v for v in query.values() if isinstance(v, str)]
-        return [
+        found = (
             AudienceRef(str(x.get("id")), str(x.get("name", "")))
             for x in self._paged("all_audiences", "lists", fetch, known=known)
-        ]
+        )
+        return [ref for ref in found if self.may_use(ref.id)]
 
     def find_audience(self, name: str) -> str | None:
-        """The list id of the first audience named exactly ``name``, or None."""
+        """The list id of the first audience named exactly ``name`` (of :meth:`all_audiences`:
+        outside production, only the listed ones), or None."""
         wanted = _text(name, "The audience name", limit=100)
         for ref in self.all_audiences():
             if ref.name == wanted:
@@ -832,9 +956,13 @@ class Audiences:
         If an audience with exactly that name exists already, its id is returned and nothing
         is created, so a script that failed half-way can simply run again. (The create is
         never retried blindly: an unanswered create is checked by name first.)
+
+        Only on production (DM_ENVIRONMENT): elsewhere it raises UnlistedAudienceError
+        before any request (see :meth:`check_may_create_audience`).
         """
         source = self.list_id(source_audience)
         title = _text(name, "The audience name", limit=100)
+        self.check_may_create_audience()
         with self._reporting("create_audience", source):
             existing = self.find_audience(title)
             if existing is not None:
@@ -1107,11 +1235,15 @@ class Audiences:
         pending = 0
         with self._reporting("subscribe_many", list_id):
             for raw in emails:
-                address = _address(raw)
+                if not isinstance(raw, str):
+                    raise InvalidEmailAddressError(
+                        f"Every address must be a string, not {type(raw).__name__}."
+                    )
+                address = raw.strip()  # one that is not text is an invalid address below
                 key = address.lower()
                 if key in items:  # every key of the chunk is in items already
                     continue
-                if not _valid(address):
+                if not _is_text(address) or not _valid(address):
                     items[key] = BulkItem(
                         address,
                         SubscribeOutcome.INVALID_ADDRESS,
@@ -1347,15 +1479,17 @@ class Audiences:
         On failure it raises :class:`~flask_dmmail.errors.CampaignError` (``step``,
         ``campaign_id``, ``checklist``) and deletes the draft it made. A send that got no
         answer is checked before anything is deleted: if Mailchimp is sending it, that is a
-        success. Outside production (DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES false) only the
-        audiences in DM_MAILCHIMP_AUDIENCES may get campaigns: others raise
-        UnlistedAudienceError before any network call. Fires ``campaign_sent``.
+        success. Outside production (DM_ENVIRONMENT) only the audiences in
+        DM_MAILCHIMP_AUDIENCES may get campaigns: others raise UnlistedAudienceError before any
+        network call (as for every method, see :meth:`list_id`). Fires ``campaign_sent``.
         """
         list_id = self.list_id(audience)
         title = _text(title, "The campaign title", limit=100)
         subject = _text(subject, "The subject line", limit=150)
         if not isinstance(html, str) or not html.strip():
             raise InvalidInputError("The campaign HTML must be a non-empty string.")
+        if not _is_text(html):
+            raise InvalidInputError(f"The campaign HTML {_NOT_TEXT}")
         if from_name is not None:
             from_name = _text(from_name, "from_name", limit=100)
         if reply_to is not None:
@@ -1363,7 +1497,6 @@ class Audiences:
                 reply_to = check_email_address(reply_to)
             except InvalidEmailAddressError:
                 raise InvalidInputError("reply_to must be a valid email address.") from None
-        list_id = self.campaign_list_id(list_id)
         with self._reporting("send_campaign", list_id):
             result = self._send_campaign(list_id, title, subject, html, from_name, reply_to)
         if not result.already_sent:
@@ -1386,19 +1519,6 @@ class Audiences:
                 result=result,
             )
         return result
-
-    def campaign_list_id(self, audience: object) -> str:
-        """The list id of ``audience`` if it may get campaigns here: any audience on the
-        production stage (DM_ENVIRONMENT), else only those listed in DM_MAILCHIMP_AUDIENCES.
-        Raises UnlistedAudienceError otherwise."""
-        list_id = self.list_id(audience)
-        if not self.allow_unlisted_audiences and list_id not in self._listed:
-            raise UnlistedAudienceError(
-                f"The audience {list_id} is not in this environment's DM_MAILCHIMP_AUDIENCES, "
-                "and only those may get campaigns outside production (DM_ENVIRONMENT). Use an "
-                "audience name from the config."
-            )
-        return list_id
 
     def find_campaign(self, audience: object, title: str) -> CampaignResult | None:
         """The first (oldest) campaign titled ``title`` for ``audience``, or None;
@@ -1598,7 +1718,8 @@ class Audiences:
     # ------------------------------------------------------------------ data retention
 
     def audiences_for(self, email: str) -> list[AudienceRef]:
-        """The audiences ``email`` is a member of (any status, archived included)."""
+        """The audiences ``email`` is a member of (any status, archived included); outside
+        production only those of DM_MAILCHIMP_AUDIENCES."""
         address = _address(email)
         if not address:
             raise InvalidEmailAddressError("The address is empty.")
@@ -1606,10 +1727,11 @@ class Audiences:
             return self._lists(email=address)
 
     def forget(self, email: str, audience: object = None) -> ForgetResult:
-        """Permanently delete ``email`` from ``audience`` (default: every audience it is in):
-        Mailchimp's delete-permanent, for data retention. A member Mailchimp does not have
-        (404) counts as done. Afterwards Mailchimp refuses the address on every API write;
-        the person can only come back through a signup form."""
+        """Permanently delete ``email`` from ``audience`` (default: every audience it is in;
+        outside production, every audience of DM_MAILCHIMP_AUDIENCES it is in): Mailchimp's
+        delete-permanent, for data retention. A member Mailchimp does not have (404) counts as
+        done. Afterwards Mailchimp refuses the address on every API write; the person can only
+        come back through a signup form."""
         address = _address(email)
         if not address:
             raise InvalidEmailAddressError("The address is empty.")

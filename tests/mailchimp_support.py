@@ -86,6 +86,19 @@ def audiences(mc_app: Flask) -> Audiences:
     return mailchimp
 
 
+@pytest.fixture
+def production_app(make_mc_app: Callable[..., Flask]) -> Flask:
+    """An app on the production stage: the one stage that may use any audience."""
+    return make_mc_app(DM_ENVIRONMENT="production")
+
+
+@pytest.fixture
+def production_audiences(production_app: Flask) -> Audiences:
+    mailchimp = production_app.extensions["dmmail"].mailchimp
+    assert isinstance(mailchimp, Audiences) and mailchimp.production
+    return mailchimp
+
+
 @dataclass
 class Fired:
     signal: str

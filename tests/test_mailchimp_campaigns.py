@@ -284,8 +284,9 @@ def test_bad_campaign_arguments_are_refused_before_any_request(
 
 
 def test_create_audience_like_copies_the_settings(
-    audiences: Audiences, mc_state: MailchimpState
+    production_audiences: Audiences, mc_state: MailchimpState
 ) -> None:
+    audiences = production_audiences
     source = mc_state.create_list(
         "DOS 6",
         contact={"company": "CCS", "address1": "9th Floor", "city": "Liverpool", "country": "GB"},
@@ -307,15 +308,18 @@ def test_create_audience_like_copies_the_settings(
 
 
 def test_create_audience_like_beyond_the_plan_is_forbidden(
-    audiences: Audiences, mc_state: MailchimpState
+    production_audiences: Audiences, mc_state: MailchimpState
 ) -> None:
     mc_state.max_lists = 2
     with pytest.raises(MailchimpForbiddenError) as caught:
-        audiences.create_audience_like("suppliers", "DOS 8")
+        production_audiences.create_audience_like("suppliers", "DOS 8")
     assert caught.value.status == 403 and caught.value.title == "User Action Not Allowed"
 
 
-def test_create_audience_like_needs_a_source_that_exists(audiences: Audiences) -> None:
+def test_create_audience_like_needs_a_source_that_exists(
+    production_audiences: Audiences,
+) -> None:
+    audiences = production_audiences
     with pytest.raises(MailchimpNotFoundError):
         audiences.create_audience_like("abcdef0123", "DOS 8")
     with pytest.raises(UnknownAudienceError):

@@ -154,7 +154,8 @@ def test_an_export_into_a_missing_folder_is_a_usage_error(mc_app: Flask, tmp_pat
     assert "Traceback" not in result.output
 
 
-def test_create_audience(mc_app: Flask, mc_state: MailchimpState) -> None:
+def test_create_audience(production_app: Flask, mc_state: MailchimpState) -> None:
+    mc_app = production_app  # the one stage that creates audiences
     dry = run(mc_app, "create-audience", "suppliers", "DOS 7", "--dry-run")
     assert dry.exit_code == 0 and "would create 'DOS 7' like Suppliers" in dry.stdout
     assert len(mc_state.lists()) == 2

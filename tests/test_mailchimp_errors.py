@@ -372,6 +372,7 @@ def test_never_more_than_ten_requests_in_flight_per_key(
 
 def test_mailchimp_signals_and_logs_hold_no_address(
     audiences: Audiences,
+    production_audiences: Audiences,
     mc_state: MailchimpState,
     fired: list[Fired],
     caplog: pytest.LogCaptureFixture,
@@ -381,7 +382,7 @@ def test_mailchimp_signals_and_logs_hold_no_address(
         audiences.subscribe("suppliers", ADDRESS)
         audiences.subscribe_many("suppliers", [ADDRESS, "other@digital.gov.uk"])
         with pytest.raises(MailchimpError):
-            audiences.subscribe("0000000000", ADDRESS)
+            production_audiences.subscribe("0000000000", ADDRESS)  # an audience it lacks
     text = "\n".join(
         [r.getMessage() + repr(vars(r)) for r in caplog.records if r.name == "flask_dmmail"]
     )

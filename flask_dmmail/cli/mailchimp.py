@@ -4,10 +4,11 @@ Every command exits non-zero on any failure, prints errors without addresses or 
 progress on stderr for long work, and has ``--dry-run`` where it would change something.
 Only ``export`` writes addresses: that is its purpose.
 
-"Production" is what the config says: ``DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES = True`` (set
-it only in the production config class) lets ``send-campaign`` reach an audience that is not
-in ``DM_MAILCHIMP_AUDIENCES``; everywhere else such a campaign is refused before any network
-call, so preview and staging cannot mail the real lists.
+Outside production (``DM_ENVIRONMENT``) every command works only on the audiences in
+``DM_MAILCHIMP_AUDIENCES`` (another list id is refused before any network call), and
+``create-audience`` creates nothing: preview and staging cannot touch the real lists.
+Files that are not UTF-8 text, and an ``--output`` that cannot be written, are refused with a
+one-line error before anything is done.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import IO, Any, TextIO
 import click
 from flask.cli import AppGroup
 
+from ..csvsafe import safe_row
 from ..errors import DMMailError
 from ..mailchimp import Audiences, SubscribeOutcome
 from ..validation import check_email_address
@@ -64,21 +66,41 @@ def _stderr() -> TextIO:
 
 def _read_addresses(arguments: Sequence[str], files: Sequence[IO[str]]) -> list[str]:
     """Addresses from the arguments and from files: one per line, or a CSV whose first
-    column (or ``email``/``email_address`` column) holds them; a header line is skipped."""
+    column (or ``email``/``email_address`` column) holds them; a header line is skipped.
+    A file that is not UTF-8 text is a usage error (exit 2) that names the file only."""
     addresses = [a.strip() for a in arguments if a.strip()]
     for handle in files:
-        reader = csv.reader(handle)
-        column = 0
-        for number, row in enumerate(reader):
-            if not row or not any(cell.strip() for cell in row):
-                continue
-            lowered = [cell.strip().lower() for cell in row]
-            if number == 0 and any(cell in _HEADERS for cell in lowered):
-                column = next(i for i, cell in enumerate(lowered) if cell in _HEADERS)
-                continue
-            if column < len(row) and row[column].strip():
-                addresses.append(row[column].strip())
+        try:
+            _read_file(handle, addresses)
+        except (UnicodeDecodeError, csv.Error) as error:
+            what = "UTF-8 text" if isinstance(error, UnicodeDecodeError) else "a readable CSV"
+            raise click.BadParameter(
+                f"{_name_of(handle)} is not {what}. Save it as UTF-8 text (in a spreadsheet: "
+                "CSV UTF-8), one address a line or a CSV with an email column.",
+                param_hint="'--file'",
+            ) from None
     return addresses
+
+
+def _read_file(handle: IO[str], addresses: list[str]) -> None:
+    reader = csv.reader(handle)
+    column = 0
+    for number, row in enumerate(reader):
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        lowered = [cell.strip().lower() for cell in row]
+        if number == 0 and any(cell in _HEADERS for cell in lowered):
+            column = next(i for i, cell in enumerate(lowered) if cell in _HEADERS)
+            continue
+        if column < len(row) and row[column].strip():
+            addresses.append(row[column].strip())
+
+
+def _name_of(handle: IO[str]) -> str:
+    name = getattr(handle, "name", None)
+    if not isinstance(name, str) or name.startswith("<"):
+        return "stdin"
+    return repr(click.format_filename(name, shorten=True))
 
 
 def _valid(address: str) -> bool:
@@ -94,6 +116,8 @@ def _describe(audiences: Audiences, list_id: str) -> str:
     return f"{name} ({list_id})" if name else list_id
 
 
+# UTF-8 whatever the locale; "-sig" drops the byte order mark Excel's "CSV UTF-8" writes.
+_FILE = click.File("r", encoding="utf-8-sig")
 _FILE_HELP = (
     "Read addresses from FILE ('-' for stdin): one a line, or a CSV with an email column. "
     "May be given more than once."
@@ -103,7 +127,7 @@ _FILE_HELP = (
 @mailchimp_cli.command("subscribe")
 @click.argument("audience")
 @click.argument("addresses", nargs=-1)
-@click.option("--file", "files", type=click.File("r"), multiple=True, help=_FILE_HELP)
+@click.option("--file", "files", type=_FILE, multiple=True, help=_FILE_HELP)
 @click.option("--dry-run", is_flag=True, help="Check the addresses and the audience only.")
 def subscribe_command(
     audience: str, addresses: tuple[str, ...], files: tuple[IO[str], ...], dry_run: bool
@@ -180,11 +204,8 @@ def export_command(
     last_changed, then any --field. The CSV holds email addresses: that is its purpose,
     so keep the file safe and delete it when done. Each member appears exactly once even if
     the audience changes during the export. Progress goes to stderr."""
-    if output != "-" and not Path(output).resolve().parent.is_dir():
-        raise click.BadParameter(
-            "its folder does not exist; create it first or choose another file.",
-            param_hint="'--output'",
-        )
+    if output != "-":
+        _check_output(Path(output))
     audiences = _audiences()
     columns = ["email_address", "status", "timestamp_opt", "last_changed", *extra_fields]
     wanted_status = None if status == "all" else status
@@ -204,6 +225,23 @@ def export_command(
     )
 
 
+def _check_output(path: Path) -> None:
+    """A usage error (exit 2) unless the export can be written to ``path``: checked before
+    the export starts, so no run is lost to a bad path."""
+    problem = None
+    folder = path.resolve().parent
+    if path.is_dir():
+        problem = "it is a folder; give a file name, such as suppliers.csv"
+    elif not folder.is_dir():
+        problem = "its folder does not exist; create it first or choose another file"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = "its folder cannot be written to; choose another file"
+    elif path.exists() and not path.is_file():
+        problem = "it is not a regular file; choose another file"
+    if problem is not None:
+        raise click.BadParameter(f"{problem}.", param_hint="'--output'")
+
+
 def _write_file(path: Path, columns: list[str], walk: Iterator[Any], total: int) -> int:
     directory = path.resolve().parent
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
@@ -218,12 +256,14 @@ def _write_file(path: Path, columns: list[str], walk: Iterator[Any], total: int)
 
 
 def _write_csv(handle: IO[str], columns: list[str], walk: Iterator[Any], total: int) -> int:
+    """Write the members as CSV; values a spreadsheet would run as formulas are made text
+    (:func:`flask_dmmail.csvsafe.safe_cell`)."""
     writer = csv.writer(handle)
     writer.writerow(columns)
     written = 0
     with click.progressbar(length=max(total, 1), label="Exporting", file=_stderr()) as bar:
         for member in walk:
-            writer.writerow(["" if (v := member.get(c)) is None else v for c in columns])
+            writer.writerow(safe_row("" if (v := member.get(c)) is None else v for c in columns))
             written += 1
             bar.update(1)
     return written
@@ -236,10 +276,13 @@ def _write_csv(handle: IO[str], columns: list[str], walk: Iterator[Any], total: 
 def create_audience_command(source: str, name: str, dry_run: bool) -> None:
     """Create an audience NAME like SOURCE (its contact, permission reminder and campaign
     defaults), e.g. for a new DOS iteration, and print its list id. If an audience called
-    NAME exists already, its id is printed and nothing is created."""
+    NAME exists already, its id is printed and nothing is created. Production only
+    (DM_ENVIRONMENT): elsewhere it is refused, --dry-run too."""
     audiences = _audiences()
     try:
-        ref = audiences.audience(source)
+        source_id = audiences.list_id(source)
+        audiences.check_may_create_audience()
+        ref = audiences.audience(source_id)
         existing = audiences.find_audience(name)
         if dry_run:
             if existing is not None:
@@ -280,14 +323,21 @@ def send_campaign_command(
     """Send a campaign with the HTML of --html-file to AUDIENCE's subscribers.
 
     A campaign with the same --title already sent to AUDIENCE is not sent again (so a
-    re-run is safe). Outside production only audiences listed in this environment's
-    DM_MAILCHIMP_AUDIENCES may get campaigns; production's config sets
-    DM_MAILCHIMP_ALLOW_UNLISTED_AUDIENCES = True to allow any list id.
+    re-run is safe). Outside production (DM_ENVIRONMENT) only audiences listed in this
+    environment's DM_MAILCHIMP_AUDIENCES may get campaigns.
     """
-    audiences = _audiences()
-    html = html_file.read()
     try:
-        list_id = audiences.campaign_list_id(audience)
+        html = html_file.read()
+    except UnicodeDecodeError:
+        html = "\0"
+    if "\0" in html:  # not UTF-8, or a binary file that happens to decode
+        raise click.BadParameter(
+            f"{_name_of(html_file)} is not UTF-8 text. Give the campaign's HTML, saved as UTF-8.",
+            param_hint="'--html-file'",
+        )
+    audiences = _audiences()
+    try:
+        list_id = audiences.list_id(audience)
         if dry_run:
             found = audiences.find_campaign(list_id, title)
             if found is not None and found.status not in ("save", "paused"):
@@ -329,7 +379,7 @@ def send_campaign_command(
 
 @mailchimp_cli.command("forget")
 @click.argument("addresses", nargs=-1)
-@click.option("--file", "files", type=click.File("r"), multiple=True, help=_FILE_HELP)
+@click.option("--file", "files", type=_FILE, multiple=True, help=_FILE_HELP)
 @click.option("--audience", help="Only this audience (default: every audience they are in).")
 @click.option("--dry-run", is_flag=True, help="List the audiences only; delete nothing.")
 def forget_command(
