@@ -449,6 +449,11 @@ def _is_sqlite(path: Path) -> bool:
         return False
 
 
+def _no_tables(db: sqlite3.Connection) -> bool:
+    """Whether the database is empty: no table, no index, nothing."""
+    return bool(db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0)
+
+
 def _checkpoint(db: sqlite3.Connection, name: str) -> None:
     """Copy every committed page from the write-ahead log into the main file, synced, so
     that the main file is complete on its own. Raises JournalError if it could not."""
@@ -518,11 +523,18 @@ class Journal:
             if create:
                 db.execute("PRAGMA locking_mode = EXCLUSIVE")
             if exists:
-                if db.execute("PRAGMA application_id").fetchone()[0] != _APPLICATION_ID:
+                application_id = db.execute("PRAGMA application_id").fetchone()[0]
+                if application_id == 0 and _no_tables(db):
+                    # A journal killed before its first commit (only its WAL header): new.
+                    if not create:
+                        db.close()
+                        return None
+                elif application_id != _APPLICATION_ID:
                     raise JournalError(_not_a_journal(name))
-                problems = [row[0] for row in db.execute("PRAGMA integrity_check(1)")]
-                if problems != ["ok"]:
-                    raise JournalError(_damaged(name, "its integrity check fails"))
+                else:
+                    problems = [row[0] for row in db.execute("PRAGMA integrity_check(1)")]
+                    if problems != ["ok"]:
+                        raise JournalError(_damaged(name, "its integrity check fails"))
             if create:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = FULL")

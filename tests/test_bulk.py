@@ -173,6 +173,25 @@ def test_the_journal_refuses_another_template_other_recipients_and_a_second_run(
     assert len(sandbox.state.outbox()) == 5
 
 
+def test_a_journal_killed_before_its_first_commit_starts_afresh(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """What the main file of a journal holds when the run is killed between switching it to
+    WAL mode and its first commit (nothing sent yet): an empty database in WAL mode."""
+    journal = tmp_path / "run.journal"
+    db = sqlite3.connect(journal)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.close()
+    assert journal.stat().st_size > 0
+    mailer = mailer_of(make_app())
+    recipients = people(5)
+    dry = mailer.send_bulk("reset_password", recipients, journal=journal, dry_run=True)
+    assert dry.unsent == 5
+    report = mailer.send_bulk("reset_password", recipients, journal=journal)
+    assert report.ok and report.sent == 5
+    assert_exactly_once(sandbox, recipients)
+
+
 def test_options_and_template_are_checked_before_anything_happens(
     make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
 ) -> None:
