@@ -76,6 +76,7 @@ class SandboxProcess:
             DM_NOTIFY_BASE_URL=self.url,
             DM_NOTIFY_TEMPLATES=dict(templates),
             DM_MAIL_SANDBOX=False,
+            DM_ENVIRONMENT="production",
         )
         return DMMail().init_app(app)
 

@@ -61,7 +61,11 @@ from .notify import (
     sent_email_from_status,
 )
 from .retry import backoff_delay
-from .validation import check_personalisation, check_template_name
+from .validation import (
+    check_personalisation,
+    check_sanitise_content_for,
+    check_template_name,
+)
 
 if TYPE_CHECKING:
     from .extension import Mailer
@@ -320,6 +324,11 @@ class CsvSource(RecipientSource):
         email_at = email_columns[0]
         columns = [(i, name.strip()) for i, name in enumerate(header) if i != email_at and keys[i]]
         for row, cells in enumerate(reader, start=2):
+            if any("\x00" in cell for cell in cells):
+                raise RecipientsError(
+                    f"Row {row} of the CSV file {self.path.name!r} holds a NUL character, as "
+                    "a binary file or UTF-16 text does: save it as 'CSV UTF-8'."
+                )
             if not any(cell.strip() for cell in cells):
                 continue
             if len(cells) != len(header) and any(c.strip() for c in cells[len(header) :]):
@@ -367,7 +376,8 @@ class AudienceSource(RecipientSource):
         self.audience = audience
         self.status = status
         self.since = since
-        self.personalisation = dict(personalisation or {})
+        # Checked now: the values go into the source's fingerprint, and into every email.
+        self.personalisation = check_personalisation(personalisation)
 
     def recipients(self, mailer: Mailer) -> Iterator[Recipient]:
         audiences = mailer.mailchimp  # a ConfigurationError without a Mailchimp key
@@ -431,9 +441,66 @@ class _Entry:
     notification_id: str | None
 
 
+def _is_sqlite(path: Path) -> bool:
+    """Whether the file starts as an SQLite database does."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def _no_tables(db: sqlite3.Connection) -> bool:
+    """Whether the database is empty: no table, no index, nothing."""
+    return bool(db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0)
+
+
+def _checkpoint(db: sqlite3.Connection, name: str) -> None:
+    """Copy every committed page from the write-ahead log into the main file, synced, so
+    that the main file is complete on its own. Raises JournalError if it could not."""
+    busy, logged, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    if busy or logged != copied:
+        raise JournalError(
+            f"The journal {name!r} could not be written completely (its checkpoint was "
+            "blocked). Nothing more is sent; make sure no other program has it open and run "
+            "the same command again to resume."
+        )
+
+
+def _damaged(name: str, detail: str) -> str:
+    """The advice for a journal that cannot be trusted: restore it, or recover through
+    Notify; never a bare new journal, which would send every email again."""
+    return (
+        f"The journal {name!r} is damaged or incomplete ({detail}); nothing was sent. "
+        f"Restore it: copy it again from where the run wrote it (with its {name}-wal "
+        "file, if one is beside it there), then run the same command again. If it cannot be "
+        "restored, run with a new journal file and --check-notify (check_notify=True): every "
+        "email is then looked up by reference in Notify before it is sent, so none Notify "
+        "has from the last 7 days goes twice. A new journal without it sends every email "
+        "again, including those already sent."
+    )
+
+
+def _not_a_journal(name: str) -> str:
+    return (
+        f"{name!r} is not a flask-dmmail journal. For a new send, give --journal a new file "
+        "name. If it is the journal of a send that has begun, copied without its "
+        f"{name}-wal file (journals of earlier flask-dmmail versions need it), copy that file "
+        "beside it and run again, or finish the send with a new journal and --check-notify "
+        "(check_notify=True): a new journal without it sends to every recipient again."
+    )
+
+
 class Journal:
-    """The SQLite (WAL) record of one bulk send. One run at a time holds it (an exclusive
-    lock, released when the process ends, however it ends)."""
+    """The SQLite record of one bulk send. One run at a time holds it (an exclusive
+    lock, released when the process ends, however it ends).
+
+    The file is complete on its own after every save: each commit goes to the write-ahead
+    log, synced, and is then copied into the main file (a checkpoint), synced, before
+    :meth:`save` returns. So a copy of the main file alone, taken after the run was killed
+    at any instant, holds every in-flight mark of every email posted; a copy taken in the
+    middle of a checkpoint fails the integrity check on open instead of losing marks.
+    """
 
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
         self.path = path
@@ -442,22 +509,33 @@ class Journal:
     @classmethod
     def open(cls, path: str | PathLike[str], *, create: bool) -> Journal | None:
         """Open (or, with ``create``, make) the journal at ``path``; None if it does not
-        exist and ``create`` is false. Raises JournalError if it is in use or not a journal."""
+        exist and ``create`` is false. Raises JournalError if it is in use, not a journal,
+        or damaged."""
         target = Path(path)
+        name = target.name
         exists = target.exists() and target.stat().st_size > 0
         if not exists and not create:
             return None
         try:
             db = sqlite3.connect(target, timeout=0.2, isolation_level=None)
         except sqlite3.Error as error:
-            raise JournalError(f"Cannot open the journal {target.name!r}: {error}.") from None
+            raise JournalError(f"Cannot open the journal {name!r}: {error}.") from None
         try:
             if create:
                 db.execute("PRAGMA locking_mode = EXCLUSIVE")
-            if exists and db.execute("PRAGMA application_id").fetchone()[0] != _APPLICATION_ID:
-                raise JournalError(
-                    f"{target.name!r} is not a flask-dmmail journal; give a new file name."
-                )
+            if exists:
+                application_id = db.execute("PRAGMA application_id").fetchone()[0]
+                if application_id == 0 and _no_tables(db):
+                    # A journal killed before its first commit (only its WAL header): new.
+                    if not create:
+                        db.close()
+                        return None
+                elif application_id != _APPLICATION_ID:
+                    raise JournalError(_not_a_journal(name))
+                else:
+                    problems = [row[0] for row in db.execute("PRAGMA integrity_check(1)")]
+                    if problems != ["ok"]:
+                        raise JournalError(_damaged(name, "its integrity check fails"))
             if create:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = FULL")
@@ -467,19 +545,23 @@ class Journal:
                     if statement.strip():
                         db.execute(statement)
                 db.execute("COMMIT")
+                _checkpoint(db, name)
         except sqlite3.OperationalError as error:
             db.close()
             if "locked" in str(error):
                 raise JournalError(
-                    f"The journal {target.name!r} is in use by another bulk send; wait for it "
+                    f"The journal {name!r} is in use by another bulk send; wait for it "
                     "to finish or stop it."
                 ) from None
-            raise JournalError(f"Cannot use the journal {target.name!r}: {error}.") from None
-        except sqlite3.DatabaseError:
-            db.close()
             raise JournalError(
-                f"{target.name!r} is not a flask-dmmail journal; give a new file name."
+                f"Cannot use the journal {name!r}: {error}. Nothing was sent; fix the "
+                "problem and run the same command again."
             ) from None
+        except sqlite3.DatabaseError as error:
+            db.close()
+            if _is_sqlite(target):
+                raise JournalError(_damaged(name, str(error))) from None
+            raise JournalError(_not_a_journal(name)) from None
         except BaseException:
             db.close()
             raise
@@ -518,18 +600,21 @@ class Journal:
         if meta.get("format") != _FORMAT:
             raise JournalError(
                 f"The journal {name!r} was written by another version of flask-dmmail; "
-                "finish it with that version or start a new journal."
+                "finish the send with that version (a new journal would send every email "
+                "again)."
             )
         if meta.get("template_id") != template_id:
             raise JournalError(
                 f"The journal {name!r} was made for template {meta.get('template_id')}, not "
-                f"{template_id}. Resume with the same template, or give a new journal file."
+                f"{template_id}. Resume with the same template; a new journal file is for "
+                "a new send (it sends to every recipient)."
             )
         if meta.get("kind") != kind or meta.get("fingerprint") != fingerprint:
             raise JournalError(
                 f"The journal {name!r} was made for other recipients (another file, other "
                 "rows, another order or other values, or another DM_MAIL_HASH_KEY). Resume "
-                "with exactly the same input, or give a new journal file for a new send."
+                "with exactly the same input; a new journal file is for a new send (it sends "
+                "to every recipient)."
             )
 
     def entries(self) -> list[_Entry]:
@@ -564,16 +649,20 @@ class Journal:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
                 raise
+            _checkpoint(self._db, self.path.name)
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except sqlite3.Error as error:
+        except sqlite3.OperationalError as error:
             raise JournalError(
                 f"The journal {self.path.name!r} could not be read or written: {error}. "
-                "Nothing more is sent; fix the problem and run again to resume."
+                "Nothing more is sent; fix the problem and run the same command again to "
+                "resume."
             ) from None
+        except sqlite3.DatabaseError as error:
+            raise JournalError(_damaged(self.path.name, str(error))) from None
 
 
 # -- results -------------------------------------------------------------------------------
@@ -726,6 +815,8 @@ class _BulkRun:
         concurrency: int | None,
         dry_run: bool,
         progress: Callable[[BulkProgress], None] | None,
+        sanitise: tuple[str, ...] = (),
+        check_notify: bool = False,
     ) -> None:
         self.mailer = mailer
         self.template_id = template_id
@@ -735,6 +826,8 @@ class _BulkRun:
         self.fixed_concurrency = concurrency
         self.dry_run = dry_run
         self.progress = progress
+        self.sanitise = sanitise
+        self.check_notify = check_notify
         self.stop = threading.Event()
         self.abandon = threading.Event()
         self.interrupted = False
@@ -765,7 +858,10 @@ class _BulkRun:
                 continue
             try:
                 email = self.mailer.prepare(
-                    recipient.to, self.template_id, recipient.personalisation
+                    recipient.to,
+                    self.template_id,
+                    recipient.personalisation,
+                    sanitise_content_for=self.sanitise or None,
                 )
             except DMMailError as error:
                 planned.append(_Planned(recipient.row, None, error, to_hash))
@@ -899,7 +995,9 @@ class _BulkRun:
                 if not self.dry_run:
                     self.mailer._skipped(email)
                 continue
-            in_doubt = entry is not None and entry.state == _IN_FLIGHT
+            # In doubt: left in-flight by a run that stopped, or (check_notify) anything the
+            # journal does not know as sent: looked up in Notify before it is sent.
+            in_doubt = self.check_notify or (entry is not None and entry.state == _IN_FLIGHT)
             work = _Work(p.row, email, lookup_first=in_doubt)
             todo.append(work)
             records.append(work.record(_IN_FLIGHT if in_doubt else _PENDING))
@@ -1233,6 +1331,8 @@ def send_bulk(
     concurrency: int | None = None,
     dry_run: bool = False,
     progress: Callable[[BulkProgress], None] | None = None,
+    sanitise_content_for: Sequence[str] | None = None,
+    check_notify: bool = False,
 ) -> BulkReport:
     """Send ``template`` to every recipient once, at up to ``rate`` requests a minute.
 
@@ -1243,6 +1343,11 @@ def send_bulk(
     ``DM_NOTIFY_BULK_RATE``, ``burst`` to Notify's bucket size for the rate, and
     ``concurrency`` (sender threads) grows with the measured latency unless given.
     ``dry_run`` checks every recipient and the journal, and sends nothing.
+    ``sanitise_content_for`` names personalisation keys (values a user typed) that Notify
+    strips of URLs and markdown in every email (as ``Mailer.send`` does).
+    ``check_notify`` looks up, by reference in Notify, every email the journal does not
+    record as sent before sending it: the way to finish a send whose journal was lost or
+    damaged without sending anything twice that Notify still has (it keeps emails 7 days).
 
     A recipient that fails is recorded in the report and never stops the run. Raises
     JournalError (another run's journal), RecipientsError, BulkInterruptedError (Ctrl-C or
@@ -1265,6 +1370,9 @@ def send_bulk(
         or not 1 <= concurrency <= MAX_THREADS
     ):
         raise InvalidOptionError(f"concurrency must be a whole number from 1 to {MAX_THREADS}.")
+    sanitise = check_sanitise_content_for(sanitise_content_for)
+    if not isinstance(check_notify, bool):
+        raise InvalidOptionError("check_notify must be True or False.")
     run = _BulkRun(
         mailer,
         template_id,
@@ -1275,18 +1383,55 @@ def send_bulk(
         concurrency=concurrency,
         dry_run=dry_run,
         progress=progress,
+        sanitise=sanitise,
+        check_notify=check_notify,
     )
     return run.run()
 
 
+#: Longer runs of digits are refused before Python's int() refuses them (4,300 digits).
+_MAX_JSON_DIGITS = 4000
+
+
+class _JsonRefused(Exception):
+    """A JSON value load_personalisation will not take; the message says why."""
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_JSON_DIGITS:
+        raise _JsonRefused(
+            "holds a whole number of over 4,000 digits, more than Python turns into a number "
+            "(its limit is 4,300 digits): write it as a string"
+        )
+    return int(text)
+
+
 def load_personalisation(path: str | PathLike[str]) -> dict[str, Any]:
-    """Read a JSON object of personalisation values for every recipient (``--personalisation``)."""
+    """Read a JSON object of personalisation values for every recipient (``--personalisation``).
+    Raises RecipientsError, saying why, if it cannot."""
+    name = Path(path).name
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except OSError as error:
+        raise RecipientsError(f"Cannot read {name!r}: {error.strerror}.") from None
+    except UnicodeDecodeError:
         raise RecipientsError(
-            f"Cannot read {Path(path).name!r} as a JSON object of personalisation values."
+            f'{name!r} is not UTF-8 text: save it as UTF-8 JSON, like {{"name": "Ada"}}.'
+        ) from None
+    try:
+        data = json.loads(text, parse_int=_json_int)
+    except _JsonRefused as refused:
+        raise RecipientsError(f"{name!r} {refused}.") from None
+    except RecursionError:
+        raise RecipientsError(
+            f"{name!r} is nested too deeply to read; personalisation values are strings, "
+            "numbers, booleans, null or lists of those."
+        ) from None
+    except ValueError as error:
+        # json's message names a line and column, never the text there.
+        raise RecipientsError(
+            f"Cannot read {name!r} as a JSON object of personalisation values: {error}."
         ) from None
     if not isinstance(data, dict):
-        raise RecipientsError(f'{Path(path).name!r} must hold a JSON object, like {{"name": 1}}.')
+        raise RecipientsError(f'{name!r} must hold a JSON object, like {{"name": 1}}.')
     return check_personalisation(data)

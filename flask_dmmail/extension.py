@@ -322,6 +322,8 @@ class Mailer:
         concurrency: int | None = None,
         dry_run: bool = False,
         progress: Callable[[BulkProgress], None] | None = None,
+        sanitise_content_for: Sequence[str] | None = None,
+        check_notify: bool = False,
     ) -> BulkReport:
         """Send ``template`` to every recipient exactly once at Notify's rate limit,
         resumable through ``journal``: see :func:`flask_dmmail.bulk.send_bulk`."""
@@ -337,6 +339,8 @@ class Mailer:
             concurrency=concurrency,
             dry_run=dry_run,
             progress=progress,
+            sanitise_content_for=sanitise_content_for,
+            check_notify=check_notify,
         )
 
     # -- reading ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@ real Notify client: exactly once under faults, resume, rate limits, journal chec
 
 from __future__ import annotations
 
+import csv
 import sqlite3
 import uuid
 from collections import Counter
@@ -18,6 +19,7 @@ from flask_dmmail.bulk import AudienceSource, BulkProgress, BulkReport
 from flask_dmmail.errors import (
     BulkAbortedError,
     InvalidOptionError,
+    InvalidPersonalisationError,
     JournalError,
     UnknownTemplateError,
 )
@@ -171,6 +173,25 @@ def test_the_journal_refuses_another_template_other_recipients_and_a_second_run(
     assert len(sandbox.state.outbox()) == 5
 
 
+def test_a_journal_killed_before_its_first_commit_starts_afresh(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """What the main file of a journal holds when the run is killed between switching it to
+    WAL mode and its first commit (nothing sent yet): an empty database in WAL mode."""
+    journal = tmp_path / "run.journal"
+    db = sqlite3.connect(journal)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.close()
+    assert journal.stat().st_size > 0
+    mailer = mailer_of(make_app())
+    recipients = people(5)
+    dry = mailer.send_bulk("reset_password", recipients, journal=journal, dry_run=True)
+    assert dry.unsent == 5
+    report = mailer.send_bulk("reset_password", recipients, journal=journal)
+    assert report.ok and report.sent == 5
+    assert_exactly_once(sandbox, recipients)
+
+
 def test_options_and_template_are_checked_before_anything_happens(
     make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -216,6 +237,109 @@ def test_redirected_emails_are_counted_and_keep_their_own_references(
     assert (report.sent, report.redirected) == (10, 6)
     assert Counter(n.email_address for n in outbox)["catch@example.gov.uk"] == 6
     assert len({n.reference for n in outbox}) == 10
+
+
+def test_hostile_values_fail_only_their_own_rows(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """An int Python will not write as text (over 4,300 digits), in a value or a list, a
+    lone surrogate, NaN, a key that is not a string: each fails its own row, recorded by
+    row number and error class in the report and the failures CSV; the rest are sent."""
+    mailer = mailer_of(make_app())
+    good = people(20)
+    hostile: list[tuple[str, dict[Any, Any]]] = [
+        ("huge@example.gov.uk", {"url": 10**5000}),
+        ("huge-list@example.gov.uk", {"url": ["a", 10**5000]}),
+        ("surrogate@example.gov.uk", {"url": "\ud800"}),
+        ("nan@example.gov.uk", {"url": float("nan")}),
+        ("key@example.gov.uk", {1: "x", "url": "y"}),
+    ]
+    recipients: list[Any] = [*good[:5], hostile[0], *good[5:10], *hostile[1:], *good[10:]]
+    report = mailer.send_bulk("reset_password", recipients, journal=tmp_path / "j")
+    assert report.sent == 20 and report.complete
+    rows = [6, 12, 13, 14, 15]
+    assert [(f.row, f.error_class) for f in report.failures] == [
+        (row, "InvalidPersonalisationError") for row in rows
+    ]
+    assert "4,000 digits" in report.failures[0].message
+    failures = tmp_path / "failures.csv"
+    report.write_failures(failures)
+    with failures.open(encoding="utf-8", newline="") as handle:
+        listed = list(csv.DictReader(handle))
+    assert [(int(r["row"]), r["error_class"]) for r in listed] == [
+        (row, "InvalidPersonalisationError") for row in rows
+    ]
+    assert_exactly_once(sandbox, good)
+
+
+def test_an_audience_with_a_huge_int_for_everyone_is_refused_before_anything_is_read(
+    audience_app: Flask, sandbox: Sandbox
+) -> None:
+    with pytest.raises(InvalidPersonalisationError, match="4,000 digits"):
+        AudienceSource("suppliers", personalisation={"framework": 10**5000})
+    assert sandbox.state.outbox() == []
+
+
+def test_sanitise_content_for_reaches_every_email_and_is_checked_first(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    mailer = mailer_of(make_app())
+    typed = "[click](https://evil.example/login)"
+    recipients = [
+        (f"buyer{i}@example.gov.uk", {"name": typed, "framework": "DOS 7"}) for i in range(5)
+    ]
+    bad_values: list[Any] = ["name", [""], [3]]
+    for bad in bad_values:
+        with pytest.raises(InvalidOptionError, match="sanitise_content_for"):
+            mailer.send_bulk(
+                "welcome", recipients, journal=tmp_path / "bad", sanitise_content_for=bad
+            )
+    assert not (tmp_path / "bad").exists()
+    report = mailer.send_bulk(
+        "welcome", recipients, journal=tmp_path / "j", sanitise_content_for=["name"]
+    )
+    assert report.ok and report.sent == 5
+    for notification in sandbox.state.outbox():
+        assert "evil.example" not in notification.body + notification.subject
+        assert notification.sanitised_content["name"]["unsanitised"] == typed
+
+
+def test_check_notify_finishes_a_send_whose_journal_was_lost_without_duplicates(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    mailer = mailer_of(make_app())
+    recipients = people(50)
+    first = mailer.send_bulk("reset_password", recipients[:30], journal=tmp_path / "lost")
+    assert first.sent == 30
+    (tmp_path / "lost").unlink()  # the journal is gone
+
+    report = mailer.send_bulk(
+        "reset_password", recipients, journal=tmp_path / "new", check_notify=True
+    )
+    assert (report.sent, report.already_sent, report.found_in_notify) == (20, 30, 30)
+    assert report.ok
+    assert_exactly_once(sandbox, recipients)
+    assert journal_states(tmp_path / "new") == {"sent": 50}
+
+
+def test_a_damaged_journal_says_how_to_recover_and_never_just_to_start_again(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    mailer = mailer_of(make_app())
+    recipients = people(300)
+    journal = tmp_path / "run.journal"
+    mailer.send_bulk("reset_password", recipients, journal=journal)
+    data = journal.read_bytes()
+    assert len(data) > 8192
+    damaged = tmp_path / "damaged.journal"
+    damaged.write_bytes(data[:4096] + bytes(len(data) - 4096))  # all but page 1 zeroed
+    with pytest.raises(JournalError) as refused:
+        mailer.send_bulk("reset_password", recipients, journal=damaged)
+    message = str(refused.value)
+    assert "damaged or incomplete" in message
+    assert "damaged.journal-wal" in message and "--check-notify" in message
+    assert "sends every email again" in message
+    assert len(sandbox.state.outbox()) == 300
 
 
 @pytest.mark.slow

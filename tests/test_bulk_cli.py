@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -172,6 +173,124 @@ def test_bad_usage_is_refused(
     assert sandbox.state.outbox() == []
 
 
+def test_a_failures_file_that_cannot_be_written_is_refused_before_anything_is_sent(
+    invoke: Callable[..., Result], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = write_csv(tmp_path / "people.csv", [*people(3), ["bad@"]], header=["email", "url"])
+    original = source.read_bytes()
+    journal = tmp_path / "j"
+    for failures, says in (
+        (tmp_path / "no-such-directory" / "failures.csv", "no-such-directory"),
+        (tmp_path, "is a directory"),
+        (source, "is the --csv file"),
+        (journal, "is the --journal file"),
+    ):
+        result = invoke(
+            "reset_password",
+            "--csv",
+            str(source),
+            "--journal",
+            str(journal),
+            "--failures",
+            str(failures),
+        )
+        assert result.exit_code == 2, result.output
+        assert says in result.output
+        assert "Traceback" not in result.output
+    assert sandbox.state.outbox() == []
+    assert not journal.exists()
+    assert source.read_bytes() == original
+
+
+def test_a_personalisation_file_or_csv_that_cannot_be_read_is_refused_without_a_traceback(
+    invoke: Callable[..., Result], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = write_csv(tmp_path / "people.csv", people(3), header=["email", "url"])
+    nested = tmp_path / "nested.json"
+    nested.write_text('{"url": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('{"name": "Zo\u00eb"}'.encode("latin-1"))
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(bytes(range(256)) * 4)
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"framework": ' + "7" * 5000 + "}", encoding="utf-8")
+    binary_csv = tmp_path / "binary.csv"
+    binary_csv.write_bytes(b"email,url\n" + bytes(range(256)) * 4)
+    latin1_csv = tmp_path / "latin1.csv"
+    latin1_csv.write_bytes("email,url\nzo\u00eb@example.gov.uk,x\n".encode("latin-1"))
+    nul_csv = tmp_path / "nul.csv"
+    nul_csv.write_bytes(b"email,url\nsomeone@example.gov.uk,a\x00b\n")
+    cases = [
+        (("--csv", str(source), "--personalisation", str(nested)), "nested"),
+        (("--csv", str(source), "--personalisation", str(latin1)), "UTF-8"),
+        (("--csv", str(source), "--personalisation", str(binary)), "UTF-8"),
+        (("--csv", str(source), "--personalisation", str(huge)), "4,300 digits"),
+        (("--csv", str(binary_csv)), "binary.csv"),
+        (("--csv", str(latin1_csv)), "UTF-8"),
+        (("--csv", str(nul_csv)), "nul.csv"),
+    ]
+    for args, says in cases:
+        result = invoke("reset_password", *args, "--journal", str(tmp_path / "j"))
+        assert result.exit_code in (1, 2), (args, result.output)
+        assert isinstance(result.exception, SystemExit), (args, result.exception)
+        assert says in result.output, (args, result.output)
+    assert sandbox.state.outbox() == []
+
+
+def test_sanitise_has_notify_strip_urls_from_the_named_columns(
+    invoke: Callable[..., Result], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    rows = [
+        ["buyer1@example.gov.uk", "[click](https://evil.example/login)", "G-Cloud 15"],
+        ["buyer2@example.gov.uk", "Ada, see www.evil.example", "G-Cloud 15"],
+    ]
+    source = write_csv(tmp_path / "people.csv", rows, header=["email", "name", "framework"])
+    journal = tmp_path / "j"
+    result = invoke(
+        "welcome", "--csv", str(source), "--journal", str(journal), "--sanitise", "name"
+    )
+    assert result.exit_code == 0, result.output
+    outbox = sandbox.state.outbox()
+    assert len(outbox) == 2
+    for notification in outbox:
+        assert "evil" in notification.sanitised_content["name"]["unsanitised"]
+        assert "evil.example" not in notification.body
+        assert "evil.example" not in notification.subject
+        assert set(notification.sanitised_content) == {"name"}
+        assert "G-Cloud 15" in notification.body  # the other column is left alone
+
+    unsanitised = write_csv(tmp_path / "other.csv", rows[:1], header=["email", "name", "framework"])
+    plain = invoke("welcome", "--csv", str(unsanitised), "--journal", str(tmp_path / "j2"))
+    assert plain.exit_code == 0, plain.output
+    [unsanitised_email] = [n for n in sandbox.state.outbox() if not n.sanitised_content]
+    assert "https://evil.example/login" in unsanitised_email.body
+
+
+def test_a_damaged_journal_is_refused_with_advice_and_check_notify_finishes_the_send(
+    invoke: Callable[..., Result], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    rows = people(200)
+    source = write_csv(tmp_path / "people.csv", rows, header=["email", "url"])
+    first = write_csv(tmp_path / "first.csv", rows[:120], header=["email", "url"])
+    journal = tmp_path / "run.journal"
+    assert invoke("reset_password", "--csv", str(first), "--journal", str(journal)).exit_code == 0
+    data = journal.read_bytes()
+    damaged = tmp_path / "damaged.journal"
+    damaged.write_bytes(data[: len(data) // 2])  # half a file
+    refused = invoke("reset_password", "--csv", str(source), "--journal", str(damaged))
+    assert refused.exit_code == 1
+    assert isinstance(refused.exception, SystemExit)
+    assert "damaged or incomplete" in refused.output and "--check-notify" in refused.output
+    assert len(sandbox.state.outbox()) == 120
+
+    recovered = invoke(
+        "reset_password", "--csv", str(source), "--journal", str(tmp_path / "new"), "--check-notify"
+    )
+    assert recovered.exit_code == 0, recovered.output
+    assert "skipped as already sent:  120 (120 found in Notify)" in recovered.output
+    assert_exactly_once(sandbox, rows)
+
+
 # -- a real process, killed and interrupted ---------------------------------------------------
 
 
@@ -242,6 +361,48 @@ def test_a_run_killed_three_times_then_resumed_sends_each_email_exactly_once(
     assert_exactly_once(standalone, rows)
     assert states(journal) == {"sent": 400}
     assert "example.gov.uk" not in out + err
+
+
+@pytest.mark.slow
+def test_a_copy_of_only_the_main_journal_file_after_a_kill_resumes_without_duplicates(
+    standalone: Sandbox, tmp_path: Path
+) -> None:
+    """The journal file is complete on its own after every save: a run killed at any
+    point, whose journal is copied without its -wal/-shm companions (a CI artifact, a
+    ``cp`` of one file) and resumed from the copy, sends each email exactly once."""
+    rows = people(400)
+    source = write_csv(tmp_path / "people.csv", rows, header=["email", "url"])
+    standalone.state.set_faults(latency=0.02)
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    journal = tmp_path / "run0" / "crash.journal"
+    journal.parent.mkdir()
+    in_flight_in_copies = 0
+    for copy_number in range(1, 4):
+        stored = len(standalone.state.outbox())
+        process = start_bulk(
+            standalone, "reset_password", "--csv", str(source), "--journal", str(journal)
+        )
+        wait_for_outbox(standalone, stored + rng.randint(5, (len(rows) - stored) // 3), process)
+        time.sleep(rng.uniform(0, 0.05))
+        process.kill()  # SIGKILL: no clean-up of any kind
+        process.communicate(timeout=30)
+        assert process.returncode == -signal.SIGKILL, f"seed {seed}"
+        copy = tmp_path / f"run{copy_number}" / "crash.journal"
+        copy.parent.mkdir()
+        shutil.copyfile(journal, copy)  # only the main file: no -wal, no -shm
+        in_flight_in_copies += states(copy)["in-flight"]
+        journal = copy
+    assert len(standalone.state.outbox()) < len(rows), f"seed {seed}"
+    assert in_flight_in_copies > 0, f"seed {seed}: no kill left an email in doubt"
+
+    final = start_bulk(
+        standalone, "reset_password", "--csv", str(source), "--journal", str(journal)
+    )
+    out, err = final.communicate(timeout=60)
+    assert final.returncode == 0, (seed, out, err)
+    assert_exactly_once(standalone, rows)
+    assert states(journal) == {"sent": 400}
 
 
 @pytest.mark.slow

@@ -111,13 +111,52 @@ def _summary(report: BulkReport, failures: Path | None) -> None:
             f"(limit {report.rate:.0f}/min, {report.concurrency} threads)"
         )
     if failures is not None:
-        report.write_failures(failures)
-        click.echo(f"Failures by row written to {failures}")
+        try:
+            report.write_failures(failures)
+        except OSError as error:
+            # Checked before the run, so rare (a full disk, say): list them here instead.
+            click.echo(f"Cannot write {failures}: {error.strerror}. The failures by row:")
+            for failure in report.failures:
+                click.echo(f"  row {failure.row}: {failure.error_class}")
+        else:
+            click.echo(f"Failures by row written to {failures}")
     elif report.failures:
         for failure in report.failures[:10]:
             click.echo(f"  row {failure.row}: {failure.error_class}")
         if report.failed > 10:
             click.echo(f"  ... and {report.failed - 10} more: use --failures FILE for all")
+
+
+def _check_failures_path(failures: Path, others: dict[str, Path | None]) -> None:
+    """Refuse a --failures path the summary could not write, before anything is sent:
+    the run's list of failed rows must not be lost, nor an input overwritten."""
+    for option, path in others.items():
+        if path is not None and (
+            path.resolve() == failures.resolve()
+            or (path.exists() and failures.exists() and path.samefile(failures))
+        ):
+            raise click.BadParameter(
+                f"{failures} is the {option} file; give the failures a file of their own.",
+                param_hint="'--failures'",
+            )
+    if failures.is_dir():
+        raise click.BadParameter(f"{failures} is a directory.", param_hint="'--failures'")
+    directory = failures.parent
+    if not directory.is_dir():
+        raise click.BadParameter(
+            f"the directory {directory} does not exist; create it or give another path.",
+            param_hint="'--failures'",
+        )
+    try:
+        if failures.exists():
+            failures.open("a", encoding="utf-8").close()  # writable; its content is kept
+        else:
+            failures.open("x", encoding="utf-8").close()
+            failures.unlink()
+    except OSError as error:
+        raise click.BadParameter(
+            f"cannot write {failures}: {error.strerror}.", param_hint="'--failures'"
+        ) from None
 
 
 def _command_line() -> str:
@@ -133,11 +172,14 @@ def _command_line() -> str:
 def _params(params: dict[str, Any]) -> list[str]:
     out = [str(params["template"])]
     for name, value in params.items():
-        if name == "template" or value is None or value is False:
+        if name == "template" or value is None or value is False or value == ():
             continue
         option = "--" + name.replace("_path", "").replace("_", "-")
         if value is True:
             out.append(option)
+        elif isinstance(value, tuple):
+            for item in value:
+                out += [option, str(item)]
         elif isinstance(value, datetime):
             out += [option, value.isoformat()]
         else:
@@ -199,6 +241,20 @@ def _params(params: dict[str, Any]) -> list[str]:
     help="Write failed rows here as CSV: row, error_class, message (no addresses).",
 )
 @click.option(
+    "--sanitise",
+    multiple=True,
+    metavar="KEY",
+    help="Have Notify strip URLs and markdown from this column's values (text people typed). "
+    "Repeat for several keys.",
+)
+@click.option(
+    "--check-notify",
+    is_flag=True,
+    help="Look every email the journal does not know as sent up by reference in Notify "
+    "before sending it: to finish a send whose journal was lost or damaged, with a new "
+    "journal, without sending twice what Notify has (it keeps emails 7 days).",
+)
+@click.option(
     "--progress/--no-progress",
     default=None,
     help="Show a progress bar on stderr (default: when stderr is a terminal).",
@@ -216,6 +272,8 @@ def bulk_send(
     concurrency: int | None,
     dry_run: bool,
     failures: Path | None,
+    sanitise: tuple[str, ...],
+    check_notify: bool,
     progress: bool | None,
 ) -> None:
     """Send TEMPLATE (a name from DM_NOTIFY_TEMPLATES, or a template id) to every
@@ -233,6 +291,11 @@ def bulk_send(
         raise click.UsageError("Give exactly one of --csv FILE or --audience NAME.")
     if since is not None and audience is None:
         raise click.UsageError("--since goes with --audience.")
+    if failures is not None:
+        _check_failures_path(
+            failures,
+            {"--csv": csv_path, "--journal": journal, "--personalisation": personalisation_path},
+        )
     mailer = DMMail.mailer()
     try:
         values = load_personalisation(personalisation_path) if personalisation_path else None
@@ -255,6 +318,8 @@ def bulk_send(
                 concurrency=concurrency,
                 dry_run=dry_run,
                 progress=bar,
+                sanitise_content_for=list(sanitise) or None,
+                check_notify=check_notify,
             )
         finally:
             bar.clear()
