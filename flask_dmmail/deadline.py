@@ -47,9 +47,6 @@ __all__ = [
     "total_seconds",
 ]
 
-#: The request body goes out in blocks of this size, each within the time left (an SSL
-#: socket's ``sendall`` applies its timeout per write, not in total).
-_SEND_BLOCK = 64 * 1024
 #: The least timeout put on a socket (0 would make it non-blocking).
 _MIN_WAIT = 0.001
 _EXPIRED = "the request's deadline passed"
@@ -103,6 +100,14 @@ def _capped(timeout: object, left: float) -> float:
     return max(wait, _MIN_WAIT)
 
 
+def _lower_timeout(sock: socket.socket, wait: float) -> None:
+    """Make ``sock`` wait at most ``wait`` seconds (settimeout is a system call: skip it
+    when the socket already waits no longer, as it does while the deadline is far)."""
+    current = sock.gettimeout()
+    if current is None or wait < current:
+        sock.settimeout(wait)
+
+
 class _DeadlineReader(io.RawIOBase):
     """The raw stream of one response's socket, read only until the deadline ``until``."""
 
@@ -123,9 +128,7 @@ class _DeadlineReader(io.RawIOBase):
         left = self._until - time.monotonic()
         if left <= 0:
             raise TimeoutError(_EXPIRED)
-        wait = _capped(self._per_read, left)
-        if wait != self._sock.gettimeout():
-            self._sock.settimeout(wait)
+        _lower_timeout(self._sock, _capped(self._per_read, left))
         return self._raw.readinto(buffer)
 
     def close(self) -> None:
@@ -172,25 +175,15 @@ class _DeadlineHTTPConnection(HTTPConnection):
         sock.settimeout(_capped(self.timeout, time_left() or 0.0))
         return sock
 
-    def _within_deadline(self, left: float) -> None:
-        if left <= 0:
-            raise TimeoutError(_EXPIRED)
-        if self.sock is not None:
-            self.sock.settimeout(_capped(self.timeout, left))
-
     def send(self, data: Any) -> None:
-        if time_left() is None:
-            super().send(data)
-            return
         if self.sock is None and self.auto_open:
-            self.connect()
-        if isinstance(data, bytes | bytearray | memoryview) and len(data) > _SEND_BLOCK:
-            view = memoryview(data).cast("B")
-            for start in range(0, len(view), _SEND_BLOCK):
-                self._within_deadline(time_left() or 0.0)
-                super().send(view[start : start + _SEND_BLOCK])
-            return
-        self._within_deadline(time_left() or 0.0)
+            self.connect()  # as http.client would, but first: the socket is needed below
+        left = time_left()
+        if left is not None and self.sock is not None:
+            if left <= 0:
+                raise TimeoutError(_EXPIRED)
+            # sendall() gives up once the socket's timeout is over (plain and TLS alike)
+            _lower_timeout(self.sock, _capped(self.timeout, left))
         super().send(data)
 
 

@@ -161,8 +161,10 @@ def trickled_body(handler: Handler, exchange: Exchange, line: str, body: bytes) 
 
 
 def trickled_headers(handler: Handler, exchange: Exchange, line: str, body: bytes) -> bool:
-    """The status line, then a 200-byte header one byte at a time."""
-    handler.write(b"HTTP/1.1 201 Created\r\n")
+    """The status line, then a 200-byte header one byte at a time (as a proxy would
+    answer CONNECT, when asked to)."""
+    status = "200 Connection established" if line.startswith("CONNECT ") else "201 Created"
+    handler.write(f"HTTP/1.1 {status}\r\n".encode())
     handler.trickle(exchange, b"X-Slow: " + b"a" * (TRICKLE - 10) + b"\r\n")
     handler.write(b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
     return False
@@ -370,3 +372,32 @@ def test_a_slow_answer_that_ends_in_time_is_read_whole(
 
     assert audiences.ping() is True
     assert server.exchanges[0].trickled == len(b'{"health_status": "Everything\'s Chimpy!"}')
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_trickling_proxy_cannot_hold_a_call_past_its_timeout(
+    make_mc_app: Callable[..., Flask],
+    serve: Callable[..., TestServer],
+    monkeypatch: pytest.MonkeyPatch,
+    scheme: str,
+) -> None:
+    # A bad proxy (from the environment, as requests reads it): for http:// it forwards the
+    # request, for https:// it is asked to CONNECT a tunnel; either way it answers a byte at
+    # a time. The Mailchimp host is never resolved: only the proxy is connected to.
+    proxy = serve(trickled_headers)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, proxy.url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    audiences = mailchimp(make_mc_app, f"{scheme}://mailchimp.invalid")
+
+    with pytest.raises(MailchimpUnavailableError, match="did not answer in time"):
+        audiences.ping()
+
+    (exchange,) = proxy.finished()
+    expected = {
+        "http": "GET http://mailchimp.invalid/3.0/ping HTTP/1.1",
+        "https": "CONNECT mailchimp.invalid:443 HTTP/1.0",
+    }
+    assert exchange.requests == [expected[scheme]]
+    assert exchange.trickled < FEW
