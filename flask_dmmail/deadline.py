@@ -6,17 +6,19 @@ as long as it likes. Through a :class:`DeadlineSession` the whole exchange (conn
 handshake, sending the request, the status line, the headers and the body, every redirect
 included) ends within the request's timeout, or raises a ``requests`` timeout:
 
-* ``requests.ConnectTimeout`` when the deadline passed before the request could be sent;
-* ``requests.ReadTimeout`` once it may have been sent: the server may have acted on it, so
-  the Notify path treats it as an ambiguous timeout (it waits, then looks the reference up).
+* ``requests.ConnectTimeout`` when the deadline passed while connecting;
+* ``requests.ReadTimeout`` otherwise: the request may have been sent and acted on, so the
+  Notify path treats it as an ambiguous timeout (it waits, then looks the reference up).
+  That includes a deadline passing in a proxy's CONNECT, erring on the safe side.
 
 How: the session's adapter builds its urllib3 connections from the classes below. Before
-every blocking socket operation (connect, each block of the request sent, each read of the
-response) they set the socket's timeout to the time left, capped by the usual per-operation
-timeout, and give up when no time is left. There is no watchdog thread, nothing is shared
-between threads (the deadline lives in a thread-local, and each thread has its own client and
-session), and keep-alive connections work as before. Name resolution (``getaddrinfo``) cannot
-be interrupted and is not covered. A ``(connect, read)`` tuple gives a deadline of their sum.
+every blocking socket operation (connect, each send of the request, each read of the
+response, a proxy tunnel's included) they set the socket's timeout to the time left, capped
+by the usual per-operation timeout, and give up when no time is left. There is no watchdog
+thread, nothing is shared between threads (the deadline lives in a thread-local, and each
+thread has its own client and session), and keep-alive connections work as before. Name
+resolution (``getaddrinfo``) cannot be interrupted and is not covered, nor are SOCKS proxies.
+A ``(connect, read)`` tuple gives a deadline of their sum.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -267,7 +269,7 @@ _MAILCHIMP_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"
 _MAILCHIMP_BODIES = frozenset({"POST", "PUT", "PATCH"})
 
 
-def mailchimp_request(api_client: Any) -> Any:
+def mailchimp_request(api_client: Any) -> Callable[..., requests.Response]:
     """A replacement for ``api_client.request`` (mailchimp-marketing's ``ApiClient``) that
     does what that method does, through a :class:`DeadlineSession`.
 
