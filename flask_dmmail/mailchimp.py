@@ -60,6 +60,7 @@ from mailchimp_marketing.api_client import ApiClientError
 
 from . import signals
 from .config import DEFAULT_MAILCHIMP_BASE_URL
+from .deadline import mailchimp_request
 from .errors import (
     CampaignError,
     ConfigurationError,
@@ -716,6 +717,8 @@ class Audiences:
                 {"api_key": self._api_key, "server": "server", "timeout": self.timeout}
             )
             client.api_client.host = self.base_url
+            # each request through a DeadlineSession: the timeout is a total deadline
+            client.api_client.request = mailchimp_request(client.api_client)
             self._local.client = client
         return client
 

@@ -22,6 +22,7 @@ from requests.exceptions import ReadTimeout
 
 from .attachments import Attachment
 from .config import Settings, normalise_domain
+from .deadline import DeadlineSession
 from .errors import (
     ApiKeyNotFoundError,
     ApiKeyRevokedError,
@@ -437,6 +438,7 @@ class NotifyGateway:
             client = NotificationsAPIClient(
                 self._api_key, base_url=self.base_url, timeout=self.timeout
             )
+            client.request_session = DeadlineSession()  # the timeout is a total deadline
             self._local.client = client
         return client
 
