@@ -107,13 +107,13 @@ def attachment(
             raise InvalidAttachmentError(
                 "filename must end with a file extension, for example 'report.csv'."
             )
-        try:
-            filename.encode("utf-8")
-        except UnicodeEncodeError:
+        from .validation import is_unicode  # here: validation imports this module
+
+        if not is_unicode(filename):
             raise InvalidAttachmentError(
                 "filename is not valid Unicode text (it holds a lone surrogate); decode the name "
                 "properly before attaching the file."
-            ) from None
+            )
         if len(filename) > _MAX_FILENAME:
             raise InvalidAttachmentError(
                 f"filename is {len(filename)} characters; Notify takes at most {_MAX_FILENAME}."

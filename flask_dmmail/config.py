@@ -107,18 +107,11 @@ def _mapping(config: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value
 
 
-def normalise_domain(domain: str) -> str:
-    """A domain as the redirect and the stage guard compare it: as Notify resolves it
-    (:func:`~flask_dmmail.validation.canonical_domain`: zero-width characters removed,
-    IDNA-encoded, lower-cased, no trailing dot)."""
-    return canonical_domain(domain)
-
-
 def _domain_rule(key: str, domain: object) -> str:
     """A domain of a rule (redirect or allowed recipients), in either Unicode or punycode."""
     if not isinstance(domain, str):
         raise ConfigurationError(key, "every domain must be a string such as 'example.com'.")
-    clean = normalise_domain(domain)
+    clean = canonical_domain(domain)
     labels = clean.split(".")
     if len(labels) < 2 or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels):
         raise ConfigurationError(
@@ -427,6 +420,7 @@ def _sandbox(
     config: Mapping[str, Any],
     from_environment: frozenset[str],
     *,
+    has_key: bool,
     key_in_config: bool,
     relaxed: bool,
     stage: str,
@@ -442,7 +436,7 @@ def _sandbox(
     if "DM_MAIL_SANDBOX" in from_environment and (key_in_config or not relaxed):
         switch = None
     if switch is None:
-        return _notify_key(config) is None and relaxed
+        return not has_key and relaxed
     if switch and not relaxed and stage == PRODUCTION:
         raise ConfigurationError(
             "DM_MAIL_SANDBOX",
@@ -473,7 +467,6 @@ class Settings:
     mailchimp_retries: int
     mailchimp_retry_backoff: float
     mailchimp_webhook_token: str | None = field(repr=False)
-    mailchimp_allow_unlisted_audiences: bool
     callback_token: str | None = field(repr=False)
     #: Requests per minute bulk sends may use (below the key's 3,000 to leave headroom).
     bulk_rate: float = 2700.0
@@ -493,6 +486,11 @@ class Settings:
     def production(self) -> bool:
         """True on the production stage, the one stage where the guards are off."""
         return self.stage == PRODUCTION
+
+    @property
+    def mailchimp_allow_unlisted_audiences(self) -> bool:
+        """Deprecated: the same as :attr:`production` (any audience may be used there)."""
+        return self.production
 
     @property
     def guards_recipients(self) -> bool:
@@ -535,6 +533,7 @@ class Settings:
         sandbox = _sandbox(
             config,
             from_environment,
+            has_key=notify_key is not None,
             key_in_config=key_source == "config",
             relaxed=relaxed,
             stage=stage,
@@ -584,7 +583,6 @@ class Settings:
             mailchimp_retries=_whole(config, "DM_MAILCHIMP_RETRIES", 3),
             mailchimp_retry_backoff=_number(config, "DM_MAILCHIMP_RETRY_BACKOFF", 0.5, minimum=0),
             mailchimp_webhook_token=_mailchimp_webhook_token(config),
-            mailchimp_allow_unlisted_audiences=stage == PRODUCTION,
             callback_token=token,
             bulk_rate=_number(config, "DM_NOTIFY_BULK_RATE", 2700.0, minimum=1),
             stage=stage,

@@ -82,9 +82,10 @@ from .errors import (
     UnknownAudienceError,
     UnlistedAudienceError,
 )
+from .redaction import redact
 from .references import AddressHasher
 from .retry import backoff_delay
-from .validation import check_email_address
+from .validation import check_email_address, is_unicode
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -149,51 +150,8 @@ def subscriber_hash(email: str) -> str:
 def scrub(text: str, known: Iterable[str] = ()) -> str:
     """``text`` with ``known`` addresses (compared case-insensitively) and anything that looks
     like an address replaced by ``<address>`` (Mailchimp's error details quote the address).
-
-    Linear in the sizes of ``text`` and ``known``: no pattern is built from the values, and a
-    value is only looked for with ``str.find`` in the case-folded text."""
-    spans = _known_spans(text, known)
-    if spans:
-        parts: list[str] = []
-        at = 0
-        for start, end in spans:
-            parts.append(text[at:start])
-            parts.append("<address>")
-            at = end
-        parts.append(text[at:])
-        text = "".join(parts)
-    return _TOKEN.sub(_address_like, text)
-
-
-def _known_spans(text: str, known: Iterable[str]) -> list[tuple[int, int]]:
-    """The merged (start, end) spans of ``text`` where a ``known`` value occurs, ignoring case."""
-    folded: str | None = None
-    starts: list[int] | None = None  # position in text of each folded character, if they differ
-    found: list[tuple[int, int]] = []
-    for value in known:
-        if not value:
-            continue
-        needle = value.casefold()
-        if folded is None:
-            folded = text.casefold()
-            if len(folded) != len(text):  # a character folds to several ("ß" -> "ss")
-                starts = [i for i, char in enumerate(text) for _ in char.casefold()]
-        at = folded.find(needle)
-        while at >= 0:
-            end = at + len(needle)
-            if starts is None:
-                found.append((at, end))
-            else:
-                found.append((starts[at], starts[end - 1] + 1))
-            at = folded.find(needle, end)
-    found.sort()
-    merged: list[tuple[int, int]] = []
-    for start, end in found:
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
+    Linear in the sizes of ``text`` and ``known`` (see :mod:`flask_dmmail.redaction`)."""
+    return _TOKEN.sub(_address_like, redact(text, known, "<address>"))
 
 
 def _address_like(match: re.Match[str]) -> str:
@@ -529,19 +487,10 @@ _NOT_TEXT = (
 )
 
 
-def _is_text(value: str) -> bool:
-    """False when ``value`` holds a lone surrogate (it cannot be encoded as UTF-8)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _all_text(value: object) -> bool:
     """True when every string in ``value`` (a merge field value, maybe a dict) is text."""
     if isinstance(value, str):
-        return _is_text(value)
+        return is_unicode(value)
     if isinstance(value, Mapping):
         return all(_all_text(k) and _all_text(v) for k, v in value.items())
     return True
@@ -552,7 +501,7 @@ def _text(value: object, what: str, *, limit: int = 1000) -> str:
         raise InvalidInputError(f"{what} must be a non-empty string.")
     if len(value) > limit:
         raise InvalidInputError(f"{what} must be at most {limit} characters.")
-    if not _is_text(value):
+    if not is_unicode(value):
         raise InvalidInputError(f"{what} {_NOT_TEXT}")
     return value.strip()
 
@@ -561,7 +510,7 @@ def _address(value: object) -> str:
     """``value`` trimmed; InvalidEmailAddressError for what is not a string of text."""
     if not isinstance(value, str):
         raise InvalidEmailAddressError(f"The address must be a string, not {type(value).__name__}.")
-    if not _is_text(value):
+    if not is_unicode(value):
         raise InvalidEmailAddressError(f"The address {_NOT_TEXT}")
     return value.strip()
 
@@ -597,7 +546,7 @@ def _tags(value: object) -> list[str] | None:
     tags = list(value)
     if not all(isinstance(t, str) and t.strip() and len(t) <= 100 for t in tags):
         raise InvalidInputError("every tag must be a non-empty string of at most 100 characters.")
-    if not all(_is_text(t) for t in tags):
+    if not all(is_unicode(t) for t in tags):
         raise InvalidInputError(f"A tag {_NOT_TEXT}")
     return [t.strip() for t in tags]
 
@@ -1246,7 +1195,7 @@ class Audiences:
                 key = address.lower()
                 if key in items:  # every key of the chunk is in items already
                     continue
-                if not _is_text(address) or not _valid(address):
+                if not is_unicode(address) or not _valid(address):
                     items[key] = BulkItem(
                         address,
                         SubscribeOutcome.INVALID_ADDRESS,
@@ -1491,7 +1440,7 @@ class Audiences:
         subject = _text(subject, "The subject line", limit=150)
         if not isinstance(html, str) or not html.strip():
             raise InvalidInputError("The campaign HTML must be a non-empty string.")
-        if not _is_text(html):
+        if not is_unicode(html):
             raise InvalidInputError(f"The campaign HTML {_NOT_TEXT}")
         if from_name is not None:
             from_name = _text(from_name, "from_name", limit=100)

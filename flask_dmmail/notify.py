@@ -8,7 +8,6 @@ thread of an app.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -21,7 +20,7 @@ from notifications_python_client.notifications import NotificationsAPIClient
 from requests.exceptions import ReadTimeout
 
 from .attachments import Attachment
-from .config import Settings, normalise_domain
+from .config import Settings
 from .deadline import DeadlineSession
 from .errors import (
     ApiKeyNotFoundError,
@@ -44,10 +43,12 @@ from .errors import (
     RecipientNotAllowedOnStageError,
     TemplateNotFoundError,
 )
+from .redaction import redact
 from .references import AddressHasher
 from .retry import backoff_delay
 from .validation import (
     canonical_address,
+    canonical_domain,
     check_email_address,
     check_one_click_unsubscribe_url,
     check_personalisation,
@@ -217,7 +218,7 @@ def redirect_for(address: str, redirects: Mapping[str, str]) -> str | None:
     """
     if not redirects or "@" not in address:
         return None
-    domain = normalise_domain(address.rpartition("@")[2])
+    domain = canonical_domain(address.rpartition("@")[2])
     parts = domain.split(".")
     for start in range(len(parts) - 1):
         target = redirects.get(".".join(parts[start:]))
@@ -297,20 +298,9 @@ def prepare(
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret (ignoring case) replaced by ``[redacted]``.
-
-    Only the secrets that occur in the text go into the pattern (a plain substring test
-    first), so a long personalisation value costs one linear scan, never a huge regex."""
-    lowered = text.lower()
-    wanted = sorted(
-        {s for s in secrets if 3 <= len(s) <= len(text) and s.lower() in lowered},
-        key=len,
-        reverse=True,
-    )
-    if not wanted:
-        return text
-    pattern = re.compile("|".join(re.escape(s) for s in wanted), re.IGNORECASE)
-    return pattern.sub("[redacted]", text)
+    """``text`` with every secret of 3 or more characters (ignoring case) replaced by
+    ``[redacted]`` (see :mod:`flask_dmmail.redaction`)."""
+    return redact(text, (s for s in secrets if len(s) >= 3), "[redacted]")
 
 
 _HINTS: dict[type[NotifyError], str] = {

@@ -302,9 +302,6 @@ def _receipt() -> Response:
         _refused("missing or wrong bearer token", 401)
         return _error(401, "Unauthorized: a valid bearer token is required.")
     assert isinstance(mailer, Mailer)
-    if request.content_length is not None and request.content_length > _MAX_BODY:
-        _refused("body too large", 413)
-        return _error(413, "The receipt is too large.")
     raw = _read_body(_MAX_BODY)
     if raw is None:
         _refused("body too large", 413)
