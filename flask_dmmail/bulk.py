@@ -60,6 +60,7 @@ from .notify import (
     SentEmail,
     sent_email_from_status,
 )
+from .ratelimit import RateLimiter, notify_bucket_size
 from .retry import backoff_delay
 from .validation import (
     check_personalisation,
@@ -83,22 +84,18 @@ __all__ = [
     "RecipientSource",
     "default_concurrency",
     "load_personalisation",
-    "notify_bucket_capacity",
+    "notify_bucket_size",
     "send_bulk",
 ]
 
 logger = logging.getLogger("flask_dmmail")
 
-#: Notify's default per-minute limit of a key.
-NOTIFY_RATE_LIMIT = 3000
 #: The latency the default concurrency assumes before it has measured any (seconds).
 EXPECTED_LATENCY = 0.2
 #: Never more sender threads than this, unless asked for.
 MAX_CONCURRENCY = 64
 #: Never more sender threads than this.
 MAX_THREADS = 256
-#: Seconds of send-to-arrival jitter the client bucket leaves room for in Notify's bucket.
-JITTER_ALLOWANCE = 1.0
 #: How often one email goes back to the queue after transient failures before it fails.
 MAX_REQUEUES = 8
 #: Seconds a stopping run waits for the sends under way before it abandons them.
@@ -122,87 +119,10 @@ _STOPPING: tuple[type[NotifyError], ...] = (*_SYSTEMIC, NotifyProtocolError)
 # -- rate limiting -------------------------------------------------------------------------
 
 
-def notify_bucket_capacity(rate_per_minute: float) -> int:
-    """The size of Notify's token bucket for a per-minute limit: min(ceil(rate/3)+1, 1000)."""
-    return min(math.ceil(rate_per_minute / 3) + 1, 1000)
-
-
 def default_concurrency(rate_per_minute: float, latency: float = EXPECTED_LATENCY) -> int:
     """Sender threads enough to keep ``rate_per_minute`` going at ``latency`` seconds a
     request (Little's law, with half again for slow answers), from 2 to MAX_CONCURRENCY."""
     return max(2, min(MAX_CONCURRENCY, math.ceil(rate_per_minute / 60 * latency * 1.5) + 2))
-
-
-class RateLimiter:
-    """A token bucket shaped like Notify's, shared by the sender threads of one run.
-
-    It holds ``burst`` tokens (default Notify's shape for the rate) less room for
-    ``JITTER_ALLOWANCE`` seconds of refill, so requests that arrive closer together than
-    they left still fit Notify's bucket, and refills at ``rate_per_minute / 60`` a second.
-    :meth:`penalise` (a 429 from Notify: someone else uses the key) pauses every thread
-    and lowers the rate; it creeps back up while no 429 comes.
-    """
-
-    def __init__(
-        self,
-        rate_per_minute: float,
-        *,
-        burst: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if not rate_per_minute > 0:
-            raise ValueError("rate_per_minute must be positive")
-        self.configured = float(rate_per_minute)
-        self.per_second = self.configured / 60
-        size = burst if burst is not None else notify_bucket_capacity(rate_per_minute)
-        margin = min(math.ceil(self.per_second * JITTER_ALLOWANCE), size // 2)
-        self.capacity = max(1, size - margin)
-        self.rate_limited = 0
-        self._clock = clock
-        self._tokens = float(self.capacity)
-        self._updated = clock()
-        self._lowered_at: float | None = None
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"RateLimiter({self.per_second * 60:.0f}/min, capacity={self.capacity})"
-
-    def _refill(self, now: float) -> None:
-        if self._lowered_at is not None and now - self._lowered_at >= 5.0:
-            # No 429 for 5 s: give back a tenth of the configured rate.
-            self.per_second = min(self.configured / 60, self.per_second + self.configured / 600)
-            self._lowered_at = None if self.per_second * 60 >= self.configured else now
-        elapsed = max(0.0, now - self._updated)
-        self._tokens = min(float(self.capacity), self._tokens + elapsed * self.per_second)
-        self._updated = now
-
-    def acquire(self, stop: threading.Event) -> bool:
-        """Take a token, waiting for it; False (and no token) once ``stop`` is set."""
-        with self._lock:
-            self._refill(self._clock())
-            self._tokens -= 1
-            wait = -self._tokens / self.per_second if self._tokens < 0 else 0.0
-        if wait > 0:
-            return not stop.wait(wait)
-        return not stop.is_set()
-
-    def penalise(self) -> None:
-        """Notify said 429: pause everyone for a second and lower the rate by 30%
-        (at most once a second, never below a tenth of the configured rate)."""
-        with self._lock:
-            now = self._clock()
-            self._refill(now)
-            self.rate_limited += 1
-            if self._lowered_at is not None and now - self._lowered_at < 1.0:
-                return
-            self.per_second = max(self.configured / 600, self.per_second * 0.7)
-            self._tokens = min(self._tokens, 0.0) - self.per_second
-            self._lowered_at = now
-
-    @property
-    def rate(self) -> float:
-        """The current rate, in requests per minute."""
-        return self.per_second * 60
 
 
 # -- recipients ----------------------------------------------------------------------------

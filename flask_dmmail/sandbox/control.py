@@ -30,9 +30,10 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from ..ratelimit import notify_bucket_size
 from .guard import JSON_REQUIRED, host_refusal, json_required
 from .notify_api import json_response
-from .state import SandboxState, notify_bucket_size
+from .state import SandboxState
 
 __all__ = ["control_blueprint"]
 

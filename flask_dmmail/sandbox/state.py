@@ -11,7 +11,6 @@ import dataclasses
 import heapq
 import json
 import logging
-import math
 import os
 import random
 import threading
@@ -23,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..ratelimit import TokenBucket, notify_bucket_size
 from .mailchimp import MailchimpState
 
 if TYPE_CHECKING:
@@ -254,32 +254,6 @@ class FaultConfig:
         return out
 
 
-def notify_bucket_size(rate_limit: int) -> int:
-    """The size of Notify's token bucket for a per-minute ``rate_limit``."""
-    return min(math.ceil(rate_limit / 3) + 1, 1000)
-
-
-class _TokenBucket:
-    """Notify's per-service, per-key-type token bucket."""
-
-    def __init__(self, rate_limit: int, burst: int | None = None, interval: int = 60) -> None:
-        self.capacity = float(burst or notify_bucket_size(rate_limit))
-        self.refill_per_second = rate_limit / interval
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(
-            self.capacity, self.tokens + (now - self.updated) * self.refill_per_second
-        )
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
 def _load_seed(seed: Mapping[str, Any] | str | os.PathLike[str]) -> Mapping[str, Any]:
     if isinstance(seed, Mapping):
         return seed
@@ -418,7 +392,7 @@ class SandboxState:
                 "normal": [],
             }
             self._order: list[Notification] = []
-            self._buckets: dict[str, _TokenBucket] = {}
+            self._buckets: dict[str, TokenBucket] = {}
             self._daily: dict[str, int] = {}
             self._daily_date = utcnow().date()
             self._pending: list[tuple[float, int, str, str]] = []
@@ -802,8 +776,8 @@ class SandboxState:
         with self.lock:
             bucket = self._buckets.get(key_type)
             if bucket is None:
-                bucket = self._buckets[key_type] = _TokenBucket(self.rate_limit, self.burst)
-            return bucket.take()
+                bucket = self._buckets[key_type] = TokenBucket(self.rate_limit, size=self.burst)
+            return bucket.try_take()
 
     def daily_limit_reached(self, key_type: str, notification_type: str) -> bool:
         """True when one more send of this type would pass today's limit (test keys never)."""

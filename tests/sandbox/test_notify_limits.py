@@ -116,13 +116,13 @@ def test_limits_through_the_control_endpoint(
 
 
 def test_defaults_are_notifys() -> None:
+    from flask_dmmail.ratelimit import TokenBucket
     from flask_dmmail.sandbox import SandboxState
-    from flask_dmmail.sandbox.state import _TokenBucket
 
     state = SandboxState()
     assert (state.rate_limit, state.daily_limit) == (3000, 250_000)
     # 3000 per minute: a bucket of 1000 tokens, refilled at 50 a second
-    bucket = _TokenBucket(3000)
+    bucket = TokenBucket(3000)
     assert (bucket.capacity, bucket.refill_per_second) == (1000, 50)
     assert all(state.take_rate_token("normal") for _ in range(1000))
 
