@@ -60,7 +60,7 @@ def test_reset_and_seed_fan_out_to_both_states() -> None:
 
 
 def test_the_notify_state_takes_no_mailchimp_seed() -> None:
-    with pytest.raises(ValueError, match="^seed: unknown keys mailchimp$"):
+    with pytest.raises(ValueError, match=r"^seed: unknown keys mailchimp$"):
         NotifyState({"mailchimp": MAILCHIMP_SEED})
 
 
