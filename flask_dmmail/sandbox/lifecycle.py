@@ -89,7 +89,16 @@ class Notifications:
         older_than: str | None = None,
         page_size: int = 250,
     ) -> list[Notification]:
-        """A page of notifications sent with ``key_type``, newest first, as Notify lists them."""
+        """A page of notifications sent with ``key_type``, newest first, as Notify lists them.
+
+        :param key_type: ``"test"``, ``"team"`` or ``"normal"``: a key sees only its type's.
+        :param reference: only notifications with this reference.
+        :param statuses: only these statuses (``"failed"`` means every failure status).
+        :param template_types: only these types (``"email"``, ``"sms"``, ``"letter"``).
+        :param older_than: only notifications older than the one with this id (none if that
+            id is unknown or of another key type).
+        :param page_size: at most this many.
+        """
         self.advance()
         wanted_status = set(statuses)
         if "failed" in wanted_status:

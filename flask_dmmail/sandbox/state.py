@@ -63,12 +63,14 @@ class SandboxState:
         It is applied again on every :meth:`reset`.
     :param faults: the faults injected from the start and after every :meth:`reset`
         (default none).
-    :param delivery_delay: as for :class:`~flask_dmmail.sandbox.notify_state.NotifyState`,
-        like every other keyword: ``rate_limit``, ``burst``, ``daily_limit``, ``restricted``,
-        ``auto_templates``, ``service_id`` (the same keys on every start), ``service_name``,
-        ``contact_link``, and ``callback_url`` with ``callback_token`` (a delivery receipt is
-        POSTed there whenever a notification reaches a final status, as Notify does; see
-        :mod:`flask_dmmail.sandbox.callbacks`).
+
+    Every other keyword configures the Notify service and is described on
+    :class:`~flask_dmmail.sandbox.notify_state.NotifyState`: ``delivery_delay``,
+    ``rate_limit``, ``burst``, ``daily_limit``, ``restricted``, ``auto_templates``,
+    ``service_id`` (the same keys on every start), ``service_name``, ``contact_link``, and
+    ``callback_url`` with ``callback_token`` (a delivery receipt is POSTed there whenever a
+    notification reaches a final status, as Notify does; see
+    :mod:`flask_dmmail.sandbox.callbacks`).
     """
 
     def __init__(
@@ -175,7 +177,11 @@ class SandboxState:
         paths: Sequence[str] = ("/v2/",),
         seed: int | None = None,
     ) -> FaultConfig:
-        """Replace the fault configuration (see :class:`FaultConfig`)."""
+        """Replace the fault configuration, for any path of either API.
+
+        See :class:`~flask_dmmail.sandbox.faults.FaultConfig` for what each option does;
+        ``seed`` seeds the dice, for a repeatable run.
+        """
         for name, rate in (
             ("error_rate", error_rate),
             ("drop_rate", drop_rate),
