@@ -103,8 +103,7 @@ class Target:
         self.journal_dir = Path(self._tmp.name)
 
     def outbox_size(self) -> int:
-        with self.state.lock:
-            return len(self.state._order)
+        return len(self.state.notify.notifications)
 
     def close(self) -> None:
         self.mailer.close()

@@ -38,7 +38,7 @@ def create_app(state: SandboxState | None = None, **state_options: Any) -> Flask
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["dmmail_sandbox"] = state
-    app.register_blueprint(notify_blueprint(state))
+    app.register_blueprint(notify_blueprint(state.notify))
     app.register_blueprint(control_blueprint(state))
     app.register_blueprint(outbox_blueprint(state))
     app.register_blueprint(mailchimp_blueprint(state.mailchimp))

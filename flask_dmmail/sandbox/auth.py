@@ -7,7 +7,8 @@ import uuid
 
 import jwt
 
-from .state import ApiKey, SandboxState
+from .models import ApiKey
+from .notify_state import NotifyState
 from .validation import ApiError
 
 __all__ = ["GENERAL_TOKEN_ERROR", "authenticate"]
@@ -54,7 +55,7 @@ def _check_token(token: str, secret: str) -> None:
         raise _auth_error(403, CLOCK_ERROR)
 
 
-def authenticate(state: SandboxState, authorization: str | None) -> ApiKey:
+def authenticate(state: NotifyState, authorization: str | None) -> ApiKey:
     """Return the key that signed the request's token, or raise Notify's AuthError."""
     if not authorization:
         raise _auth_error(401, "Unauthorized: authentication token must be provided")

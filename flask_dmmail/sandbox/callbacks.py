@@ -22,7 +22,7 @@ from typing import Any
 
 import requests
 
-from .state import Notification, format_time
+from .models import Notification, format_time
 
 __all__ = ["CALLBACK_STATUSES", "CallbackSender", "receipt_payload"]
 

@@ -30,7 +30,6 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from ..ratelimit import notify_bucket_size
 from .guard import JSON_REQUIRED, host_refusal, json_required
 from .notify_api import json_response
 from .state import SandboxState
@@ -149,11 +148,12 @@ def control_blueprint(state: SandboxState) -> Blueprint:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ControlError(f"{name} must be an integer")
         state.set_limits(**options)
+        limits = state.notify.limits
         return json_response(
             {
-                "rate_limit": state.rate_limit,
-                "burst": state.burst or notify_bucket_size(state.rate_limit),
-                "daily_limit": state.daily_limit,
+                "rate_limit": limits.rate_limit,
+                "burst": limits.bucket_size,
+                "daily_limit": limits.daily_limit,
             }
         )
 
@@ -171,8 +171,9 @@ def control_blueprint(state: SandboxState) -> Blueprint:
         ):
             raise ControlError("delivery_delay must be a number of seconds")
         state.set_service(**options)
+        notify = state.notify
         return json_response(
-            {"restricted": state.restricted, "delivery_delay": state.delivery_delay}
+            {"restricted": notify.restricted, "delivery_delay": notify.delivery_delay}
         )
 
     @bp.post("/keys/<key_type>/revoke")

@@ -1,27 +1,60 @@
-"""Fault injection as WSGI middleware, generic by path prefix.
+"""Fault injection, generic by path prefix: what to inject (:class:`FaultConfig`) and how.
 
 ``FaultMiddleware`` asks the state, per request, whether the path is faulty (see
-:class:`~flask_dmmail.sandbox.state.FaultConfig`): it adds latency, answers 500 without
-processing, or processes the request (so it is stored) and then drops the connection or
-stalls past the client's timeout. The 500 body depends on the path: register one per API
-with :meth:`FaultMiddleware.add_error_body` (Notify's envelope is the default).
+:meth:`SandboxState.roll_fault <flask_dmmail.sandbox.state.SandboxState.roll_fault>`): it
+adds latency, answers 500 without processing, or processes the request (so it is stored)
+and then drops the connection or stalls past the client's timeout. The 500 body depends on
+the path: register one per API with :meth:`FaultMiddleware.add_error_body` (Notify's
+envelope is the default).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import struct
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from .state import SandboxState
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["FaultMiddleware", "notify_error_body"]
+    from .state import SandboxState
+
+__all__ = ["FaultConfig", "FaultMiddleware", "notify_error_body"]
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """What the fault layer does to requests whose path starts with one of ``paths``.
+
+    Each request gets at most one fault: ``error_rate`` of them are answered 500 without
+    being processed, ``drop_rate`` are processed (and stored) and then the connection is
+    dropped, ``stall_rate`` are processed and then held for ``stall_seconds`` before the
+    answer. ``latency`` seconds are added to every matching request.
+    """
+
+    latency: float = 0.0
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    stall_rate: float = 0.0
+    stall_seconds: float = 35.0
+    paths: tuple[str, ...] = ("/v2/",)
+
+    @property
+    def active(self) -> bool:
+        """True when any fault is configured."""
+        return bool(self.latency or self.error_rate or self.drop_rate or self.stall_rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        out = dataclasses.asdict(self)
+        out["paths"] = list(self.paths)
+        return out
+
 
 ErrorBody = Callable[[], tuple[str, bytes]]
 

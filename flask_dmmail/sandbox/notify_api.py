@@ -17,16 +17,16 @@ from flask import Blueprint, Flask, Response, abort, g, request, url_for
 
 from . import files, render
 from .auth import authenticate
-from .state import (
+from .models import (
     KEY_TYPE_LABELS,
     Notification,
-    SandboxState,
     Template,
     TemplateVersion,
     format_time,
     smoke_test_address,
     utcnow,
 )
+from .notify_state import NotifyState
 from .validation import ApiError, bad_request, strip_address, validate
 
 __all__ = ["json_response", "notify_blueprint"]
@@ -118,9 +118,9 @@ def notification_json(n: Notification, root: str) -> dict[str, Any]:
 
 
 class NotifyApi:
-    """The /v2 views over one :class:`SandboxState`."""
+    """The /v2 views over one :class:`~flask_dmmail.sandbox.notify_state.NotifyState`."""
 
-    def __init__(self, state: SandboxState) -> None:
+    def __init__(self, state: NotifyState) -> None:
         self.state = state
 
     # ------------------------------------------------------------------ hooks
@@ -137,18 +137,18 @@ class NotifyApi:
             abort(404)
         key_type: str = g.api_key.key_type
         state = self.state
-        if not state.take_rate_token(key_type):
+        if not state.limits.take_rate_token(key_type):
             raise ApiError(
                 429,
                 "RateLimitError",
                 f"Exceeded rate limit for key type {KEY_TYPE_LABELS[key_type]} of "
-                f"{state.rate_limit} requests per 60 seconds",
+                f"{state.limits.rate_limit} requests per 60 seconds",
             )
-        if state.daily_limit_reached(key_type, notification_type):
+        if state.limits.daily_limit_reached(key_type, notification_type):
             raise ApiError(
                 429,
                 "TooManyRequestsError",
-                f"Exceeded send limits ({notification_type}: {state.daily_limit}) for today",
+                f"Exceeded send limits ({notification_type}: {state.limits.daily_limit}) for today",
             )
         data = _request_json()
         if notification_type == "sms":
@@ -284,7 +284,7 @@ class NotifyApi:
     def get_notification(self, notification_id: str) -> Response:
         """GET /v2/notifications/{id} (any key type of the service)."""
         validate("notification_id", {"notification_id": notification_id})
-        found = self.state.get(str(uuid.UUID(notification_id)))
+        found = self.state.notifications.get(str(uuid.UUID(notification_id)))
         if found is None:
             raise _no_result()
         return json_response(notification_json(found, request.url_root))
@@ -297,7 +297,7 @@ class NotifyApi:
                 data[single] = data[single][0]
         validate("get_notifications", data)
         older_than = data.get("older_than")
-        page = self.state.list_notifications(
+        page = self.state.notifications.list_notifications(
             g.api_key.key_type,
             reference=data.get("reference"),
             statuses=data.get("status", ()),
@@ -395,7 +395,7 @@ def _api_error(error: ApiError) -> Response:
     return json_response(error.body(), error.status_code)
 
 
-def notify_blueprint(state: SandboxState) -> Blueprint:
+def notify_blueprint(state: NotifyState) -> Blueprint:
     """The /v2 routes, bound to ``state``."""
     api = NotifyApi(state)
     bp = Blueprint("notify_v2", __name__, url_prefix="/v2")

@@ -21,8 +21,9 @@ from markupsafe import Markup
 
 from .guard import host_refusal, remote_client
 from .mailchimp.state import MEMBER_STATUSES
+from .models import Notification
 from .render import render_email_html
-from .state import Notification, SandboxState
+from .state import SandboxState
 
 __all__ = ["outbox_blueprint"]
 
@@ -90,8 +91,9 @@ def _sandbox_url(state: SandboxState) -> str | None:
 
 def _example_template_id(state: SandboxState) -> str | None:
     """The id of an email template to show in the how-to, if there is one."""
-    with state.lock:
-        for template in state.templates.values():
+    notify = state.notify
+    with notify.lock:
+        for template in notify.templates.values():
             if template.current.type == "email" and not template.archived:
                 return template.id
     return None

@@ -20,7 +20,8 @@ from werkzeug.wsgi import LimitedStream
 
 from .app import create_app
 from .guard import HOSTS_EXTENSION, LOCAL_ADDR_KEY, sandbox_host_names
-from .state import SandboxKeys, SandboxState
+from .models import SandboxKeys
+from .state import SandboxState
 
 __all__ = ["Sandbox", "SandboxKeys", "SandboxRequestHandler"]
 

@@ -17,7 +17,7 @@ from jsonschema import Draft7Validator, FormatChecker
 from jsonschema import ValidationError as SchemaError
 
 from ..validation import is_uri
-from .state import NOTIFICATION_STATUSES, TEMPLATE_TYPES
+from .models import NOTIFICATION_STATUSES, TEMPLATE_TYPES
 
 __all__ = [
     "ApiError",

@@ -120,11 +120,12 @@ def test_defaults_are_notifys() -> None:
     from flask_dmmail.sandbox import SandboxState
 
     state = SandboxState()
-    assert (state.rate_limit, state.daily_limit) == (3000, 250_000)
+    limits = state.notify.limits
+    assert (limits.rate_limit, limits.daily_limit) == (3000, 250_000)
     # 3000 per minute: a bucket of 1000 tokens, refilled at 50 a second
     bucket = TokenBucket(3000)
     assert (bucket.capacity, bucket.refill_per_second) == (1000, 50)
-    assert all(state.take_rate_token("normal") for _ in range(1000))
+    assert all(limits.take_rate_token("normal") for _ in range(1000))
 
 
 def test_the_bucket_size_can_be_set_apart_from_the_rate(

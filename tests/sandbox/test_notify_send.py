@@ -17,7 +17,7 @@ from notifications_python_client.notifications import NotificationsAPIClient
 from notifications_python_client.utils import prepare_upload
 
 from flask_dmmail.sandbox import Sandbox, SandboxState
-from flask_dmmail.sandbox.state import Notification
+from flask_dmmail.sandbox.models import Notification
 from tests.sandbox.notify_helpers import (
     ARCHIVED_ID,
     EMPTY_ID,
