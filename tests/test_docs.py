@@ -159,10 +159,14 @@ def test_the_readme_example_sends_an_email_to_the_embedded_sandbox(tmp_path: Pat
     assert blocks, "the README has a Python example"
     example = blocks[0]
     assert len([line for line in example.splitlines() if line.strip()]) <= 10
+    # The example's address is in other examples too (the CLI's --help): the run uses one of its
+    # own, so that the secrets scan can check the output never shows it.
+    address = f"readme-{uuid.uuid4().hex[:12]}@example.gov.uk"
+    register_secret(address)
+    example = re.sub(r'"[^"\s]+@[^"\s]+"', f'"{address}"', example)
+    assert address in example
     script = tmp_path / "example.py"
     script.write_text(example + "\nassert sent is not None\nprint(sent.id)\n", encoding="utf-8")
-    for address in re.findall(r'"([^"\s]+@[^"\s]+)"', example):
-        register_secret(address)
     env = {key: value for key, value in os.environ.items() if not key.startswith("DM_")}
     env.pop("FLASK_APP", None)
     process = subprocess.run(
