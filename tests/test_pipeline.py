@@ -21,7 +21,7 @@ from .conftest import RecordAll
 from .secrets_scan import register_secret
 
 ADDRESS = "pipeline.person@example.gov.uk"
-PERSONAL = {"name": "Pipeline Person", "framework": "G-Cloud 15"}
+PERSONAL = {"name": "Pipelinename Qx", "framework": "Pipelineframework Zq"}
 
 
 def _shape(function: Callable[..., Any], *, without: str = "") -> list[tuple[str, Any, Any]]:
