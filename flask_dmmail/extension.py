@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from os import PathLike
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from flask import Flask, current_app
 
-from . import signals
+from .announce import Announcer
 from .attachments import Attachment
 from .config import Settings
-from .errors import DMMailError, InvalidPersonalisationError, NotifyError
+from .errors import DMMailError, InvalidPersonalisationError
 from .notify import (
     NotificationStatus,
     NotifyGateway,
     PreparedEmail,
-    SendOutcome,
     SentEmail,
     TemplatePreview,
-    post_with_retries,
-    prepare,
 )
-from .references import AddressHasher, SentReferences
+from .pipeline import RetryHook, SendPipeline
+from .references import AddressHasher
 from .validation import check_personalisation, check_template_name, check_uuid
 
 if TYPE_CHECKING:
@@ -36,19 +35,18 @@ __all__ = ["DMMail", "ExtensionError", "Mailer"]
 
 logger = logging.getLogger("flask_dmmail")
 EXTENSION_KEY = "dmmail"
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class ExtensionError(DMMailError, RuntimeError):
     """The extension is used the wrong way round (registered twice, not registered, no app)."""
 
 
-def _sent_key(email: PreparedEmail) -> str:
-    """What makes one email for allow_resend=False: its reference, recipient and template."""
-    return f"{email.reference}\n{email.to_hash}\n{email.template_id}"
-
-
 class Mailer:
-    """Per-app state: settings, the Notify gateway, the sandbox in sandbox mode.
+    """Per-app state: settings, the Notify gateway, the send pipeline and its announcer, the
+    sandbox in sandbox mode. Its methods are the library's API; a send's steps are
+    :class:`~flask_dmmail.pipeline.SendPipeline`'s.
 
     Reach it as ``app.extensions["dmmail"]``; it is safe to share between threads.
     """
@@ -57,7 +55,6 @@ class Mailer:
         self.app = app
         self.settings = settings
         self.hasher = AddressHasher(settings.hash_key)
-        self.sent_references = SentReferences()
         self.sandbox: Sandbox | None = None
         api_key = settings.notify_key
         base_url = settings.notify_base_url
@@ -94,6 +91,12 @@ class Mailer:
         assert api_key is not None  # Settings refuses no key outside sandbox mode
         try:
             self.notify = NotifyGateway(api_key, base_url, settings.timeout)
+            #: Logs and signals the outcome of every send
+            #: (:class:`~flask_dmmail.announce.Announcer`).
+            self.announce = Announcer(app)
+            #: The send path from the checks to the outcome
+            #: (:class:`~flask_dmmail.pipeline.SendPipeline`): bulk sends use it too.
+            self.pipeline = SendPipeline(settings, self.hasher, self.notify, self.announce)
             self._mailchimp: Audiences | None = None
             if self.sandbox is not None:
                 from .mailchimp import Audiences
@@ -110,6 +113,55 @@ class Mailer:
 
     # -- sending ---------------------------------------------------------------------------
 
+    def send(
+        self,
+        to: str,
+        template: str,
+        personalisation: Mapping[str, Any] | None = None,
+        *,
+        reference: str | None = None,
+        reply_to_id: str | None = None,
+        one_click_unsubscribe_url: str | None = None,
+        scheduled_for: datetime | str | None = None,
+        allow_resend: bool = True,
+        sanitise_content_for: Sequence[str] | None = None,
+    ) -> SentEmail | None:
+        """Send one email through Notify.
+
+        Returns the :class:`~flask_dmmail.notify.SentEmail`, or None when ``allow_resend=False``
+        found it already sent. Raises an :class:`~flask_dmmail.errors.InvalidInputError` before
+        any network call for bad input (of any type), and a
+        :class:`~flask_dmmail.errors.NotifyError` when Notify refuses. The steps are
+        :class:`~flask_dmmail.pipeline.SendPipeline`'s (:attr:`pipeline`).
+
+        :param to: the recipient's email address.
+        :param template: a name from ``DM_NOTIFY_TEMPLATES`` or a template UUID.
+        :param personalisation: the template's placeholders and their values (text, numbers,
+            lists, or a file from :func:`~flask_dmmail.attachments.attachment`).
+        :param reference: the email's reference; by default one derived from the address,
+            template and personalisation, so the same email always gets the same one.
+        :param reply_to_id: the id of one of the service's reply-to addresses.
+        :param one_click_unsubscribe_url: an https URL for the email's unsubscribe header.
+        :param scheduled_for: when to send it, within the next 24 hours (an aware datetime or
+            an ISO 8601 string).
+        :param allow_resend: False to skip the email (and return None) when it was already
+            sent: an email of the same reference, address and template that Notify has not
+            failed.
+        :param sanitise_content_for: personalisation keys whose values Notify strips of URLs
+            and markdown (added to those DM_NOTIFY_SANITISE names for the template).
+        """
+        return self.pipeline.send(
+            to,
+            template,
+            personalisation,
+            reference=reference,
+            reply_to_id=reply_to_id,
+            one_click_unsubscribe_url=one_click_unsubscribe_url,
+            scheduled_for=scheduled_for,
+            allow_resend=allow_resend,
+            sanitise_content_for=sanitise_content_for,
+        )
+
     def prepare(
         self,
         to: object,
@@ -122,10 +174,14 @@ class Mailer:
         scheduled_for: object = None,
         sanitise_content_for: object = None,
     ) -> PreparedEmail:
-        """Check one email and work out its reference and redirect, without sending it."""
-        return prepare(
-            self.settings,
-            self.hasher,
+        """Check one email and work out its reference and redirect, without sending it.
+
+        The parameters are those of :meth:`send` (without ``allow_resend``); see
+        :meth:`~flask_dmmail.pipeline.SendPipeline.prepare`.
+        """
+        # The annotations are object, not send's, while flask_dmmail.bulk passes rows of any
+        # type here; once it calls pipeline.prepare, they become send's.
+        return self.pipeline.prepare(
             to,
             template,
             personalisation,
@@ -136,117 +192,25 @@ class Mailer:
             sanitise_content_for=sanitise_content_for,
         )
 
-    def send(
-        self,
-        to: str,
-        template: str,
-        personalisation: Mapping[str, Any] | None = None,
-        *,
-        reference: str | None = None,
-        reply_to_id: str | None = None,
-        one_click_unsubscribe_url: str | None = None,
-        scheduled_for: Any = None,
-        allow_resend: bool = True,
-        sanitise_content_for: Sequence[str] | None = None,
-    ) -> SentEmail | None:
-        """Send one email through Notify.
-
-        ``template`` is a name from ``DM_NOTIFY_TEMPLATES`` or a template UUID. Returns the
-        :class:`SentEmail`, or None when ``allow_resend=False`` found it already sent (an
-        email of the same reference, address and template that Notify has not failed).
-        ``sanitise_content_for`` lists personalisation keys whose values Notify strips of
-        URLs and markdown (added to those DM_NOTIFY_SANITISE names for the template).
-        Raises an :class:`~flask_dmmail.errors.InvalidInputError` before any network call
-        for bad input, and a :class:`~flask_dmmail.errors.NotifyError` when Notify refuses.
-        """
-        try:
-            email = self.prepare(
-                to,
-                template,
-                personalisation,
-                reference=reference,
-                reply_to_id=reply_to_id,
-                one_click_unsubscribe_url=one_click_unsubscribe_url,
-                scheduled_for=scheduled_for,
-                sanitise_content_for=sanitise_content_for,
-            )
-        except DMMailError as error:
-            self._failed(error, None, attempt=0)
-            raise
-        return self.send_prepared(email, allow_resend=allow_resend)
-
     def send_prepared(
         self,
         email: PreparedEmail,
         *,
         allow_resend: bool = True,
-        on_retry: Callable[[NotifyError, int, float], None] | None = None,
+        on_retry: RetryHook | None = None,
     ) -> SentEmail | None:
-        """Send an email made by :meth:`prepare` (the second half of :meth:`send`).
+        """Send an email made by :meth:`prepare` (the second half of :meth:`send`); see
+        :meth:`~flask_dmmail.pipeline.SendPipeline.send_prepared`.
 
-        ``on_retry(error, attempt, delay)`` is called before each retry (bulk sends use it
-        to slow down on a 429 and to pace retries)."""
-        if allow_resend:
-            return self._deliver(email, on_retry)
-        key = _sent_key(email)
-        with self.sent_references.claim(key):
-            if self._already_sent(email, key):
-                self._skipped(email)
-                return None
-            return self._deliver(email, on_retry)
+        :param email: the :class:`~flask_dmmail.notify.PreparedEmail` to send.
+        :param allow_resend: as for :meth:`send`.
+        :param on_retry: called as ``on_retry(error, attempt, delay)`` before each retry
+            (bulk sends use it to slow down on a 429 and to pace retries).
+        """
+        return self.pipeline.send_prepared(email, allow_resend=allow_resend, on_retry=on_retry)
 
-    def _already_sent(self, email: PreparedEmail, key: str) -> bool:
-        """True when this process sent the email, or Notify has a notification of its
-        reference, address and template that has not failed. (A reference alone is not
-        enough: Notify lets a whole batch share one.)"""
-        if key in self.sent_references:
-            return True
-        try:
-            found = self.notify.find_reference(email.reference, include_failed=False, email=email)
-        except NotifyError as error:
-            self._failed(error, email, attempt=0)
-            raise
-        if found is not None:
-            self.sent_references.add(key)
-            return True
-        return False
-
-    def _deliver(
-        self,
-        email: PreparedEmail,
-        hook: Callable[[NotifyError, int, float], None] | None = None,
-    ) -> SentEmail:
-        started = time.perf_counter()
-
-        def on_retry(error: NotifyError, attempt: int, delay: float) -> None:
-            logger.warning(
-                "Notify send failed with %s; retrying in %.0f ms",
-                type(error).__name__,
-                delay * 1000,
-                extra=self._fields(email, attempt=attempt, error=type(error).__name__),
-            )
-            if hook is not None:
-                hook(error, attempt, delay)
-
-        try:
-            outcome: SendOutcome = post_with_retries(
-                self.notify,
-                email,
-                retries=self.settings.retries,
-                backoff=self.settings.retry_backoff,
-                on_retry=on_retry,
-            )
-        except NotifyError as error:
-            self._failed(error, email, attempt=error.attempts)
-            raise
-        self._sent(
-            email,
-            outcome.email,
-            attempt=outcome.attempts,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            recovered=outcome.recovered,
-        )
-        return outcome.email
+    # Kept for flask_dmmail.bulk until it moves to the pipeline (pipeline.recovered,
+    # announce.failed, announce.skipped).
 
     def _sent(
         self,
@@ -257,59 +221,15 @@ class Mailer:
         duration_ms: float | None,
         recovered: bool,
     ) -> None:
-        """Remember, log and signal an email Notify has (posted now, or found stored)."""
-        self.sent_references.add(_sent_key(email))
-        logger.info(
-            "Email sent to Notify: notification %s, reference %s%s",
-            sent.id,
-            sent.reference,
-            " (found already stored after a failed attempt)" if recovered else "",
-            extra=self._fields(
-                email,
-                attempt=attempt,
-                notification_id=sent.id,
-                duration_ms=duration_ms,
-                recovered=recovered,
-            ),
+        self.pipeline._sent(
+            email, sent, attempt=attempt, duration_ms=duration_ms, recovered=recovered
         )
-        signals.email_sent.send(self.app, email=sent)
-
-    def _fields(self, email: PreparedEmail, **extra: Any) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "reference": email.reference,
-            "template_id": email.template_id,
-            "to_hash": email.to_hash,
-            "redirected": email.redirected,
-            "redirected_by": email.redirected_by,
-        }
-        fields.update(extra)
-        return fields
 
     def _skipped(self, email: PreparedEmail) -> None:
-        logger.info(
-            "Email with reference %s has already been sent; skipped",
-            email.reference,
-            extra=self._fields(email),
-        )
-        signals.email_skipped.send(
-            self.app,
-            reference=email.reference,
-            template_id=email.template_id,
-            to_hash=email.to_hash,
-        )
+        self.announce.skipped(email)
 
     def _failed(self, error: DMMailError, email: PreparedEmail | None, *, attempt: int) -> None:
-        fields: dict[str, Any] = self._fields(email) if email is not None else {}
-        fields.update(error=type(error).__name__, attempt=attempt)
-        fields["status_code"] = getattr(error, "status_code", None)
-        logger.error("Email not sent: %s", error.message, extra=fields)
-        signals.email_failed.send(
-            self.app,
-            error=error,
-            template_id=email.template_id if email else None,
-            reference=email.reference if email else None,
-            to_hash=email.to_hash if email else None,
-        )
+        self.announce.failed(error, email, attempt=attempt)
 
     def send_bulk(
         self,
@@ -387,6 +307,21 @@ class Mailer:
             self.sandbox.stop()
 
 
+def _on_current_app(
+    method: Callable[Concatenate[Mailer, _P], _R],
+) -> Callable[Concatenate[DMMail, _P], _R]:
+    """``method`` of ``current_app``'s Mailer as a method of :class:`DMMail`, with the Mailer
+    method's signature (for type checkers and :func:`inspect.signature`)."""
+
+    def on_current_app(self: DMMail, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return method(self.mailer(), *args, **kwargs)
+
+    functools.update_wrapper(on_current_app, method)
+    on_current_app.__qualname__ = f"DMMail.{method.__name__}"
+    on_current_app.__doc__ = f":meth:`Mailer.{method.__name__}` on ``current_app``'s Mailer."
+    return on_current_app
+
+
 class DMMail:
     """The extension object. ``DMMail(app)`` or ``dmmail = DMMail(); dmmail.init_app(app)``.
 
@@ -444,9 +379,8 @@ class DMMail:
         assert isinstance(mailer, Mailer)
         return mailer
 
-    def send(self, *args: Any, **kwargs: Any) -> SentEmail | None:
-        """:meth:`Mailer.send` on ``current_app``'s Mailer."""
-        return self.mailer().send(*args, **kwargs)
+    send = _on_current_app(Mailer.send)
+    prepare = _on_current_app(Mailer.prepare)
 
     @property
     def mailchimp(self) -> Audiences:

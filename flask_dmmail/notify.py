@@ -1,4 +1,10 @@
-"""The Notify path: request building, redirect, retries, error mapping, typed results.
+"""The Notify transport: the typed results, :class:`NotifyGateway` and the error mapping.
+
+:class:`PreparedEmail` is an email ready to post (made by
+:meth:`~flask_dmmail.pipeline.SendPipeline.prepare`); :class:`SentEmail`,
+:class:`NotificationStatus` and :class:`TemplatePreview` are what Notify answers;
+:func:`map_error` turns the client's exceptions into :mod:`flask_dmmail.errors`. The steps of
+a send (checks, redirect, dedupe, retries) are :mod:`flask_dmmail.pipeline`.
 
 Each thread gets its own ``NotificationsAPIClient`` (the client keeps a
 ``requests.Session`` and is not thread-safe), so one :class:`NotifyGateway` serves every
@@ -7,12 +13,10 @@ thread of an app.
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from notifications_python_client.errors import APIError, HTTP503Error, InvalidResponse
@@ -20,7 +24,6 @@ from notifications_python_client.notifications import NotificationsAPIClient
 from requests.exceptions import ReadTimeout
 
 from .attachments import Attachment
-from .config import Settings
 from .deadline import DeadlineSession
 from .errors import (
     ApiKeyNotFoundError,
@@ -28,7 +31,6 @@ from .errors import (
     ClockSkewError,
     ConfigurationError,
     DailyLimitError,
-    DMMailError,
     MissingPersonalisationError,
     NotificationNotFoundError,
     NotifyAuthError,
@@ -40,24 +42,10 @@ from .errors import (
     NotifyValidationError,
     RateLimitError,
     RecipientNotAllowedError,
-    RecipientNotAllowedOnStageError,
     TemplateNotFoundError,
 )
 from .redaction import redact
-from .references import AddressHasher
-from .retry import backoff_delay
-from .validation import (
-    canonical_address,
-    canonical_domain,
-    check_email_address,
-    check_one_click_unsubscribe_url,
-    check_personalisation,
-    check_reference,
-    check_sanitise_content_for,
-    check_scheduled_for,
-    check_template_name,
-    check_uuid,
-)
+from .validation import canonical_address
 
 __all__ = [
     "EMAIL_STATUSES",
@@ -68,19 +56,12 @@ __all__ = [
     "SentEmail",
     "TemplatePreview",
     "map_error",
-    "redirect_for",
 ]
-
-logger = logging.getLogger("flask_dmmail")
 
 #: Notify's email failure statuses: a notification in one of these was not delivered.
 FAILED_STATUSES = frozenset({"permanent-failure", "temporary-failure", "technical-failure"})
 #: Every status an email notification can have, in the order it moves through them.
 EMAIL_STATUSES = ("created", "sending", "delivered", *sorted(FAILED_STATUSES))
-_LOOKUP_WINDOW = timedelta(seconds=60)
-#: After a request timed out, wait this long (at most) before looking its reference up,
-#: so that Notify has finished handling it: the wait is the client timeout, capped here.
-_SETTLE_CAP = 10.0
 _T = TypeVar("_T")
 
 
@@ -206,95 +187,6 @@ class PreparedEmail:
             items = value if isinstance(value, list) else [value]
             values.extend(str(item) for item in items if not isinstance(item, Attachment))
         return values
-
-
-def redirect_for(address: str, redirects: Mapping[str, str]) -> str | None:
-    """The address to send to instead of ``address``, or None when no rule matches.
-
-    A rule for ``example.com`` matches that domain and its subdomains in any spelling Notify
-    delivers to it: whatever the case, surrounding whitespace, a trailing dot, zero-width
-    characters, full-width letters or ideographic full stops, or the Unicode or punycode form
-    of the domain (both sides are compared IDNA-encoded). ``notexample.com`` does not match.
-    """
-    if not redirects or "@" not in address:
-        return None
-    domain = canonical_domain(address.rpartition("@")[2])
-    parts = domain.split(".")
-    for start in range(len(parts) - 1):
-        target = redirects.get(".".join(parts[start:]))
-        if target is not None:
-            return target
-    return None
-
-
-def prepare(
-    settings: Settings,
-    hasher: AddressHasher,
-    to: object,
-    template: object,
-    personalisation: object = None,
-    *,
-    reference: object = None,
-    reply_to_id: object = None,
-    one_click_unsubscribe_url: object = None,
-    scheduled_for: object = None,
-    sanitise_content_for: object = None,
-) -> PreparedEmail:
-    """Run every check that needs no network; raise an InvalidInputError on the first failure.
-
-    Then work out where the email goes: a domain redirect (DM_NOTIFY_REDIRECT_DOMAINS_TO_ADDRESS)
-    first; outside production (and outside sandbox mode, where nothing leaves the machine), an
-    address the stage does not allow
-    (DM_NOTIFY_ALLOWED_RECIPIENTS) goes to DM_NOTIFY_SAFE_ADDRESS, or is refused with
-    :class:`~flask_dmmail.errors.RecipientNotAllowedOnStageError` when DM_NOTIFY_STAGE_GUARD is
-    "refuse"."""
-    address = check_email_address(to)
-    template_id = check_template_name(template, settings.templates)
-    values = check_personalisation(personalisation)
-    ref = (
-        check_reference(reference)
-        if reference is not None
-        else hasher.reference(address, template_id, values)
-    )
-    reply_to = check_uuid(reply_to_id, "reply_to_id") if reply_to_id is not None else None
-    unsubscribe = (
-        check_one_click_unsubscribe_url(one_click_unsubscribe_url)
-        if one_click_unsubscribe_url is not None
-        else None
-    )
-    when = check_scheduled_for(scheduled_for) if scheduled_for is not None else None
-    sanitise = check_sanitise_content_for(sanitise_content_for)
-    configured = settings.sanitise.get(template_id)
-    if configured:
-        sanitise = tuple(sorted(set(sanitise) | configured))
-    target = redirect_for(address, settings.redirects)
-    redirected_by = "domain" if target is not None else None
-    if (
-        target is None
-        and settings.guards_recipients
-        and not settings.allowed_recipients.allows(address)
-    ):
-        if settings.stage_guard == "refuse":
-            raise RecipientNotAllowedOnStageError(
-                f"The recipient is not in DM_NOTIFY_ALLOWED_RECIPIENTS, so the stage "
-                f"{settings.stage!r} does not send to it (DM_NOTIFY_STAGE_GUARD = 'refuse'). "
-                "Send to an allowed address or domain, or add it to DM_NOTIFY_ALLOWED_RECIPIENTS."
-            )
-        target, redirected_by = settings.safe_address, "stage"
-    return PreparedEmail(
-        to=address,
-        sent_to=target or address,
-        redirected=target is not None,
-        to_hash=hasher.hash_address(address),
-        template_id=template_id,
-        personalisation=values,
-        reference=ref,
-        reply_to_id=reply_to,
-        one_click_unsubscribe_url=unsubscribe,
-        scheduled_for=when,
-        redirected_by=redirected_by,
-        sanitise_content_for=sanitise,
-    )
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:
@@ -581,82 +473,3 @@ def sent_email_from_status(
         scheduled_for=email.scheduled_for,
         redirected_by=email.redirected_by,
     )
-
-
-@dataclass
-class SendOutcome:
-    """What :func:`post_with_retries` did: the email, how many attempts, and whether it
-    was found already stored after an ambiguous failure."""
-
-    email: SentEmail
-    attempts: int
-    recovered: bool
-
-
-def post_with_retries(
-    gateway: NotifyGateway,
-    email: PreparedEmail,
-    *,
-    retries: int,
-    backoff: float,
-    on_retry: Callable[[NotifyError, int, float], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> SendOutcome:
-    """Post one email, retrying transient errors, never sending it twice.
-
-    After an ambiguous failure (timeout, dropped connection, 5xx) the reference is looked
-    up before anything is sent again; if Notify has it, that notification is the result.
-    After a timeout the lookup waits at least the client timeout (capped at 10 s), so a
-    request Notify is still handling has time to be stored. A DailyLimitError is not
-    retried (it lasts until midnight UTC).
-    """
-    settle = min(gateway.timeout, _SETTLE_CAP)
-    since = datetime.now(UTC) - _LOOKUP_WINDOW
-    secrets = email.secrets()
-    attempt = 0
-    ambiguous = False
-    while True:
-        attempt += 1
-        try:
-            if ambiguous:
-                found = gateway.find_reference(email.reference, since=since, email=email)
-                if found is not None:
-                    return SendOutcome(
-                        sent_email_from_status(email, found, gateway.base_url), attempt, True
-                    )
-                ambiguous = False
-            body = gateway.post_email(email.payload(), secrets)
-            return SendOutcome(sent_email_from_response(email, body), attempt, False)
-        except NotifyError as error:
-            if isinstance(error, NotifyUnavailableError):
-                ambiguous = True
-            if not error.transient or isinstance(error, DailyLimitError) or attempt > retries:
-                if ambiguous:
-                    if _timed_out(error):
-                        sleep(settle)
-                    found = _last_lookup(gateway, email, since)
-                    if found is not None:
-                        return SendOutcome(
-                            sent_email_from_status(email, found, gateway.base_url), attempt, True
-                        )
-                error.attempts = attempt
-                raise
-            delay = backoff_delay(attempt, backoff)
-            if _timed_out(error):
-                delay = max(delay, settle)
-            if on_retry is not None:
-                on_retry(error, attempt, delay)
-            sleep(delay)
-
-
-def _timed_out(error: NotifyError) -> bool:
-    return isinstance(error, NotifyUnavailableError) and error.timed_out
-
-
-def _last_lookup(
-    gateway: NotifyGateway, email: PreparedEmail, since: datetime
-) -> NotificationStatus | None:
-    try:
-        return gateway.find_reference(email.reference, since=since, email=email)
-    except DMMailError:
-        return None

@@ -19,13 +19,16 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from flask.cli import with_appcontext
 
 from ..errors import DMMailError
 from ..notify import EMAIL_STATUSES, NotificationStatus
+
+if TYPE_CHECKING:
+    from ..extension import Mailer
 
 __all__ = ["register"]
 
@@ -58,7 +61,7 @@ def _mail_errors() -> Iterator[None]:
         raise cls(error.message) from None
 
 
-def _mailer() -> Any:
+def _mailer() -> Mailer:
     from ..extension import DMMail
 
     return DMMail.mailer()
