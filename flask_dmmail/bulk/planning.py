@@ -6,6 +6,7 @@ to its input, and row numbers for the recipients of a source that has none (an a
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ class Planner:
     :param template_id: the template every email uses.
     :param source: where the recipients come from.
     :param sanitise: personalisation keys whose values Notify strips of URLs and markdown.
+    :param stop: once set, reading the recipients ends (the caller stopped the run).
     """
 
     def __init__(
@@ -44,17 +46,21 @@ class Planner:
         template_id: str,
         source: RecipientSource,
         sanitise: Sequence[str] = (),
+        stop: threading.Event | None = None,
     ) -> None:
         self.adapter = adapter
         self.template_id = template_id
         self.source = source
         self.sanitise = sanitise
+        self.stop = stop
 
-    def plan(self) -> list[Planned]:
-        """Every recipient, in order, prepared or failed."""
+    def plan(self) -> list[Planned] | None:
+        """Every recipient, in order, prepared or failed; None if ``stop`` was set first."""
         planned: list[Planned] = []
         hasher = self.adapter.hasher
         for recipient in self.adapter.recipients(self.source):
+            if self.stop is not None and self.stop.is_set():
+                return None
             to_hash = hasher.hash_address(recipient.to) if isinstance(recipient.to, str) else None
             if recipient.problem is not None:
                 planned.append(Planned(recipient.row, None, recipient.problem, to_hash))

@@ -3,24 +3,22 @@ every recipient, claims the journal, decides who to send to, hands the emails to
 sender threads, records each outcome, and reports.
 
 Exactly once: an email is marked *in-flight* in the journal, and the mark committed,
-before it is posted; it is marked *sent* after. A run that stops (Ctrl-C, an error every
-email would hit) takes back what no thread started, waits a little for the sends under
-way, and leaves the rest in-flight, to be looked up in Notify when the run is resumed.
+before it is posted; it is marked *sent* after. A run that stops (the caller's ``stop``
+event, an error every email would hit) takes back what no thread started, waits a little
+for the sends under way, and leaves the rest in-flight, to be looked up in Notify when the
+run is resumed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from os import PathLike
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -49,6 +47,8 @@ logger = logging.getLogger("flask_dmmail")
 #: How often one email goes back to the queue after transient failures before it fails.
 MAX_REQUEUES = 8
 
+_STOPPED = "Stopped on request. Run again with the same journal and input to resume."
+
 
 class _BulkRun:
     """One run of :func:`send_bulk`: plan, then dispatch to the sender threads."""
@@ -67,18 +67,21 @@ class _BulkRun:
         progress: Callable[[BulkProgress], None] | None,
         sanitise: tuple[str, ...] = (),
         check_notify: bool = False,
+        stop: threading.Event | None = None,
+        abandon: threading.Event | None = None,
     ) -> None:
         self.adapter = adapter
         self.template_id = template_id
         self.source = source
         self.journal_path = journal_path
         self.limiter = RateLimiter(rate, burst=burst)
-        self.planner = Planner(adapter, template_id, source, sanitise)
+        self.planner = Planner(adapter, template_id, source, sanitise, stop)
         self.pool = SenderPool(adapter, self.limiter, concurrency)
         self.dry_run = dry_run
         self.progress = progress
         self.check_notify = check_notify
-        self.abandon = threading.Event()
+        self.stop = stop
+        self.abandon = abandon
         self.interrupted = False
         self.abort_error: BaseException | None = None
         self.journal: Journal | None = None
@@ -96,6 +99,8 @@ class _BulkRun:
 
     def run(self) -> BulkReport:
         planned = self.planner.plan()
+        if planned is None:  # stopped while reading the recipients: nothing done yet
+            raise BulkInterruptedError(_STOPPED)
         self.total = len(planned)
         self.journal = Journal.open(self.journal_path, create=not self.dry_run)
         try:
@@ -131,13 +136,12 @@ class _BulkRun:
             self.limiter.rate,
             extra={"template_id": self.template_id, "bulk_total": self.total},
         )
-        with self._stop_on_signals():
-            try:
-                self.dispatch(todo)
-            finally:
-                # After an exception nothing queued is started: it stays in-flight, looked
-                # up on resume. The threads are waited for unless sends were abandoned.
-                self.pool.shutdown(wait=self.in_doubt == 0)
+        try:
+            self.dispatch(todo)
+        finally:
+            # After an exception nothing queued is started: it stays in-flight, looked up
+            # on resume. The threads are waited for unless sends were abandoned.
+            self.pool.shutdown(wait=self.in_doubt == 0)
         report = self.report()
         self.adapter.finished(report)
         logger.info(
@@ -157,10 +161,7 @@ class _BulkRun:
                 report=report,
             ) from self.abort_error
         if self.interrupted:
-            raise BulkInterruptedError(
-                "Stopped on request. Run again with the same journal and input to resume.",
-                report=report,
-            )
+            raise BulkInterruptedError(_STOPPED, report=report)
         return report
 
     def classify(
@@ -203,32 +204,17 @@ class _BulkRun:
     # -- stopping --
 
     def stopping(self) -> bool:
-        """Whether the run is stopping."""
+        """Whether the run is stopping. A stop the caller asks for (the ``stop`` event)
+        stops it as Ctrl-C did: nothing more is started; the sends under way finish."""
+        if self.stop is not None and self.stop.is_set() and not self.interrupted:
+            self.interrupted = True
+            self.pool.stop.set()
         return self.pool.stop.is_set()
 
     def abandoning(self) -> bool:
-        """Whether a second Ctrl-C gave up waiting for the sends under way."""
-        return self.abandon.is_set()
-
-    @contextlib.contextmanager
-    def _stop_on_signals(self) -> Iterator[None]:
-        """Ctrl-C or SIGTERM: stop cleanly; a second one abandons the sends under way."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            if self.pool.stop.is_set():
-                self.abandon.set()
-            self.interrupted = True
-            self.pool.stop.set()
-
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+        """Whether the caller gave up waiting for the sends under way (``abandon``)."""
+        self.stopping()
+        return self.abandon is not None and self.abandon.is_set()
 
     def abort(self, error: BaseException) -> None:
         """Stop because of ``error``, which every other email would hit too."""
@@ -412,26 +398,52 @@ def send_bulk(
     progress: Callable[[BulkProgress], None] | None = None,
     sanitise_content_for: Sequence[str] | None = None,
     check_notify: bool = False,
+    stop: threading.Event | None = None,
+    abandon: threading.Event | None = None,
 ) -> BulkReport:
     """Send ``template`` to every recipient once, at up to ``rate`` requests a minute.
 
-    ``recipients`` is an iterable of ``(address, personalisation)`` pairs, a
-    :class:`CsvSource` or an :class:`AudienceSource`. ``journal`` is the SQLite file that
-    makes the run resumable: run again with the same journal and input after a crash or
-    Ctrl-C, and only what was not sent is sent. ``rate`` defaults to
-    ``DM_NOTIFY_BULK_RATE``, ``burst`` to Notify's bucket size for the rate, and
-    ``concurrency`` (sender threads) grows with the measured latency unless given.
-    ``dry_run`` checks every recipient and the journal, and sends nothing.
-    ``sanitise_content_for`` names personalisation keys (values a user typed) that Notify
-    strips of URLs and markdown in every email (as ``Mailer.send`` does).
-    ``check_notify`` looks up, by reference in Notify, every email the journal does not
-    record as sent before sending it: the way to finish a send whose journal was lost or
-    damaged without sending anything twice that Notify still has (it keeps emails 7 days).
+    A recipient that fails is recorded in the report and never stops the run. The function
+    installs no signal handlers: to stop a run, set ``stop`` (``flask dmmail bulk-send``
+    does on Ctrl-C or SIGTERM).
 
-    A recipient that fails is recorded in the report and never stops the run. Raises
-    JournalError (another run's journal), RecipientsError, BulkInterruptedError (Ctrl-C or
-    SIGTERM) or BulkAbortedError (an error every other email would hit too); the last two
-    carry the ``report``.
+    :param mailer: the :class:`~flask_dmmail.extension.Mailer` that sends (or call
+        ``Mailer.send_bulk``).
+    :param template: a name from ``DM_NOTIFY_TEMPLATES`` or a template id.
+    :param recipients: an iterable of ``(address, personalisation)`` pairs (or bare
+        addresses), a :class:`~flask_dmmail.bulk.CsvSource` or an
+        :class:`~flask_dmmail.bulk.AudienceSource`.
+    :param journal: the SQLite file that makes the run resumable: run again with the same
+        journal and input after a crash or a stop, and only what was not sent is sent.
+    :param rate: requests a minute; defaults to ``DM_NOTIFY_BULK_RATE``.
+    :param burst: the size of the key's token bucket; defaults to Notify's for the rate.
+    :param concurrency: sender threads; unless given, they grow with the measured latency.
+    :param dry_run: check every recipient and the journal, and send nothing.
+    :param progress: called with a :class:`~flask_dmmail.bulk.BulkProgress` a few times a
+        second, on the calling thread.
+    :param sanitise_content_for: personalisation keys (values a user typed) that Notify
+        strips of URLs and markdown in every email (as ``Mailer.send`` does).
+    :param check_notify: look up, by reference in Notify, every email the journal does not
+        record as sent before sending it: the way to finish a send whose journal was lost
+        or damaged without sending anything twice that Notify still has (it keeps emails 7
+        days).
+    :param stop: a :class:`threading.Event`; once it is set (from any thread, or from
+        ``progress``) the run starts nothing more, waits a little for the sends under way,
+        records every outcome in the journal, and raises
+        :class:`~flask_dmmail.errors.BulkInterruptedError` (whose ``report`` is None when
+        it was set before every recipient was read: nothing was sent). The event is only
+        read, never set or cleared.
+    :param abandon: a :class:`threading.Event`; set after ``stop``, the run stops waiting
+        for the sends under way: they stay in-flight in the journal and are looked up in
+        Notify when the run is resumed.
+    :returns: the :class:`~flask_dmmail.bulk.BulkReport` of a run that reached its end.
+    :raises ~flask_dmmail.errors.JournalError: the journal is another run's, in use,
+        or damaged.
+    :raises ~flask_dmmail.errors.RecipientsError: the recipients cannot be read.
+    :raises ~flask_dmmail.errors.BulkInterruptedError: the run was stopped (``stop``);
+        it carries the ``report``.
+    :raises ~flask_dmmail.errors.BulkAbortedError: an error every other email would hit
+        too stopped the run; it carries the ``report``.
     """
     adapter = MailerAdapter(mailer)
     template_id = adapter.template_id(template)
@@ -453,6 +465,9 @@ def send_bulk(
     sanitise = check_sanitise_content_for(sanitise_content_for)
     if not isinstance(check_notify, bool):
         raise InvalidOptionError("check_notify must be True or False.")
+    for name, event in (("stop", stop), ("abandon", abandon)):
+        if event is not None and not isinstance(event, threading.Event):
+            raise InvalidOptionError(f"{name} must be a threading.Event or None.")
     run = _BulkRun(
         adapter,
         template_id,
@@ -465,5 +480,7 @@ def send_bulk(
         progress=progress,
         sanitise=sanitise,
         check_notify=check_notify,
+        stop=stop,
+        abandon=abandon,
     )
     return run.run()
