@@ -12,18 +12,21 @@ those up by reference in Notify before it sends anything again. The journal hold
 numbers, keyed address hashes, references, states, notification ids and error classes:
 never an address or a personalisation value.
 
+The library installs no signal handlers: a run stops when the ``stop`` event given to
+:func:`send_bulk` is set (``flask dmmail bulk-send`` sets it on Ctrl-C or SIGTERM).
+
 The parts, one module each:
 
-- :mod:`~flask_dmmail.bulk.sources`: where recipients come from (a list, a CSV file, a
+- ``flask_dmmail.bulk.sources``: where recipients come from (a list, a CSV file, a
   Mailchimp audience).
-- :mod:`~flask_dmmail.bulk.personalisation`: values for every recipient, from a JSON file.
-- :mod:`~flask_dmmail.bulk.journal`: the SQLite journal.
-- :mod:`~flask_dmmail.bulk.report`: progress, report and failure types.
-- :mod:`~flask_dmmail.bulk.run`: :func:`send_bulk` and the run it drives, helped by
-  :mod:`~flask_dmmail.bulk.planning` (preparing every recipient),
-  :mod:`~flask_dmmail.bulk.senders` (the sender threads) and
-  :mod:`~flask_dmmail.bulk.adapter` (every use of the Mailer).
-- the token bucket that paces a run is :mod:`flask_dmmail.ratelimit`'s.
+- ``flask_dmmail.bulk.personalisation``: values for every recipient, from a JSON file.
+- ``flask_dmmail.bulk.journal``: the SQLite journal.
+- ``flask_dmmail.bulk.report``: progress, report and failure types.
+- ``flask_dmmail.bulk.run``: :func:`send_bulk` and the run it drives, helped by
+  ``flask_dmmail.bulk.planning`` (preparing every recipient),
+  ``flask_dmmail.bulk.senders`` (the sender threads) and
+  ``flask_dmmail.bulk.adapter`` (every use of the Mailer).
+- the token bucket that paces a run is ``flask_dmmail.ratelimit``'s.
 """
 
 from ..ratelimit import RateLimiter, notify_bucket_size

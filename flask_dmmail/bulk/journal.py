@@ -115,6 +115,9 @@ class Journal:
     :meth:`save` returns. So a copy of the main file alone, taken after the run was killed
     at any instant, holds every in-flight mark of every email posted; a copy taken in the
     middle of a checkpoint fails the integrity check on open instead of losing marks.
+
+    :param path: the journal file.
+    :param connection: its open SQLite connection (see :meth:`open`).
     """
 
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
@@ -195,7 +198,14 @@ class Journal:
         self, *, template_id: str, kind: str, fingerprint: str, total: int, write: bool = True
     ) -> None:
         """Check that the journal is this run's (or, with ``write``, make it so). Raises
-        JournalError if it was made for another template or input."""
+        JournalError if it was made for another template or input.
+
+        :param template_id: the run's template.
+        :param kind: ``rows`` (a positional source) or ``audience``.
+        :param fingerprint: the run's input, as ``Planner.fingerprint`` makes it.
+        :param total: how many recipients the run has.
+        :param write: record the run in a journal that has none yet.
+        """
         meta = self.meta()
         name = self.path.name
         if not meta:

@@ -32,7 +32,10 @@ def _json_int(text: str) -> int:
 
 def load_personalisation(path: str | PathLike[str]) -> dict[str, Any]:
     """Read a JSON object of personalisation values for every recipient (``--personalisation``).
-    Raises RecipientsError, saying why, if it cannot."""
+    Raises RecipientsError, saying why, if it cannot.
+
+    :param path: the JSON file (UTF-8).
+    """
     name = Path(path).name
     try:
         text = Path(path).read_bytes().decode("utf-8-sig")

@@ -107,7 +107,10 @@ class BulkReport:
         return self.sent / self.elapsed if self.elapsed > 0 else 0.0
 
     def write_failures(self, path: str | PathLike[str]) -> None:
-        """Write the failures as CSV: ``row,error_class,message`` (no addresses)."""
+        """Write the failures as CSV: ``row,error_class,message`` (no addresses).
+
+        :param path: the file to write (replaced if it exists).
+        """
         with Path(path).open("w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["row", "error_class", "message"])

@@ -427,13 +427,13 @@ def send_bulk(
         record as sent before sending it: the way to finish a send whose journal was lost
         or damaged without sending anything twice that Notify still has (it keeps emails 7
         days).
-    :param stop: a :class:`threading.Event`; once it is set (from any thread, or from
+    :param stop: a ``threading.Event``; once it is set (from any thread, or from
         ``progress``) the run starts nothing more, waits a little for the sends under way,
         records every outcome in the journal, and raises
         :class:`~flask_dmmail.errors.BulkInterruptedError` (whose ``report`` is None when
         it was set before every recipient was read: nothing was sent). The event is only
         read, never set or cleared.
-    :param abandon: a :class:`threading.Event`; set after ``stop``, the run stops waiting
+    :param abandon: a ``threading.Event``; set after ``stop``, the run stops waiting
         for the sends under way: they stay in-flight in the journal and are looked up in
         Notify when the run is resumed.
     :returns: the :class:`~flask_dmmail.bulk.BulkReport` of a run that reached its end.

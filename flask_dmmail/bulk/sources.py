@@ -54,16 +54,27 @@ class RecipientSource:
     description = "recipients"
 
     def recipients(self, mailer: Mailer) -> Iterator[Recipient]:
-        """Every recipient, in order."""
+        """Every recipient, in order.
+
+        :param mailer: the :class:`~flask_dmmail.extension.Mailer` of the run (for its
+            Mailchimp audiences, say).
+        """
         raise NotImplementedError
 
     def identity(self, hasher: AddressHasher, template_id: str) -> str | None:
-        """A stable fingerprint of a non-positional source (None for positional ones)."""
+        """A stable fingerprint of a non-positional source (None for positional ones).
+
+        :param hasher: the app's keyed hasher, so the fingerprint holds no personal data.
+        :param template_id: the template of the run.
+        """
         return None
 
 
 class IterableSource(RecipientSource):
-    """``(address, personalisation)`` pairs (or bare addresses), numbered from row 1."""
+    """``(address, personalisation)`` pairs (or bare addresses), numbered from row 1.
+
+    :param items: the pairs or addresses.
+    """
 
     description = "recipients"
 
@@ -97,7 +108,11 @@ def _column_key(name: str) -> str:
 class CsvSource(RecipientSource):
     """A UTF-8 CSV file: an ``email`` (or ``email address``) column, whatever the case, and
     one column per placeholder. Row numbers are the file's, as a spreadsheet shows them:
-    the header is row 1. ``personalisation`` holds values for every row (columns win)."""
+    the header is row 1.
+
+    :param path: the CSV file.
+    :param personalisation: values for every row (its columns win).
+    """
 
     description = "CSV file"
 
@@ -181,7 +196,12 @@ class AudienceSource(RecipientSource):
     """The members of a Mailchimp audience (a name from ``DM_MAILCHIMP_AUDIENCES``) with a
     ``status`` (default subscribed), optionally only those changed ``since`` a time (when
     they subscribed, for subscribed members), through ``Mailer.mailchimp.members``.
-    ``personalisation`` goes to every member."""
+
+    :param audience: a name from ``DM_MAILCHIMP_AUDIENCES``.
+    :param status: the members' status.
+    :param since: only members changed since this date or ISO time.
+    :param personalisation: values for every member (checked now).
+    """
 
     positional = False
     description = "Mailchimp audience"
