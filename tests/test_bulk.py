@@ -4,7 +4,9 @@ real Notify client: exactly once under faults, resume, rate limits, journal chec
 from __future__ import annotations
 
 import csv
+import signal
 import sqlite3
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -15,9 +17,10 @@ import pytest
 from flask import Flask
 
 from flask_dmmail import Mailer, signals
-from flask_dmmail.bulk import AudienceSource, BulkProgress, BulkReport
+from flask_dmmail.bulk import AudienceSource, BulkProgress, BulkReport, send_bulk
 from flask_dmmail.errors import (
     BulkAbortedError,
+    BulkInterruptedError,
     InvalidOptionError,
     InvalidPersonalisationError,
     JournalError,
@@ -202,6 +205,9 @@ def test_options_and_template_are_checked_before_anything_happens(
     for options in ({"rate": 0}, {"burst": 0}, {"concurrency": 0}, {"rate": True}):
         with pytest.raises(InvalidOptionError):
             mailer.send_bulk("reset_password", people(2), journal=journal, **options)
+    for stop_options in ({"stop": True}, {"abandon": "yes"}):
+        with pytest.raises(InvalidOptionError, match=r"threading\.Event"):
+            send_bulk(mailer, "reset_password", people(2), journal=journal, **stop_options)
     assert not journal.exists()
     assert sandbox.state.outbox() == []
 
@@ -466,6 +472,150 @@ def test_an_error_every_email_would_hit_stops_the_run_and_the_resume_finishes(
     sandbox.state.add_template(id=template_id, name="New", subject="Hi", body="((url))")
     resumed = mailer.send_bulk(template_id, recipients, journal=journal)
     assert resumed.ok and resumed.sent == 40
+    assert_exactly_once(sandbox, recipients)
+
+
+# -- stopping a run (the library installs no signal handlers) --------------------------------
+
+
+def test_a_run_on_the_main_thread_leaves_the_signal_handlers_alone(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A request in a gunicorn sync worker runs on the main thread: the worker's SIGTERM and
+    SIGINT handlers must stay its own while a bulk send runs."""
+    assert threading.current_thread() is threading.main_thread()
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    during: list[tuple[object, object]] = []
+
+    def check(progress: BulkProgress) -> None:
+        during.append((signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)))
+
+    recipients = people(40)
+    sandbox.state.set_faults(latency=0.01)
+    try:
+        report = send_bulk(
+            mailer_of(make_app()),
+            "reset_password",
+            recipients,
+            journal=tmp_path / "j",
+            concurrency=2,
+            progress=check,
+        )
+    finally:
+        sandbox.state.clear_faults()
+    assert report.ok
+    assert during and set(during) == {before}
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_setting_stop_from_another_thread_stops_the_run_cleanly_and_the_resume_finishes(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """``stop`` set from a sender thread (an ``email_sent`` receiver) after 30 emails: the
+    run starts nothing more, lets the sends under way finish, records every one, and raises
+    BulkInterruptedError with the report; the same call again sends the rest, once each."""
+    app = make_app()
+    mailer = mailer_of(app)
+    recipients = people(300)
+    journal = tmp_path / "stop.journal"
+    stop = threading.Event()
+    sent_by: set[str] = set()
+
+    def on_sent(sender: Flask, **_: Any) -> None:
+        sent_by.add(threading.current_thread().name)
+        if len(sandbox.state.outbox()) >= 30:
+            stop.set()
+
+    sandbox.state.set_faults(latency=0.01)
+    signals.email_sent.connect(on_sent, sender=app)
+    try:
+        with pytest.raises(BulkInterruptedError, match="Stopped on request") as stopped:
+            send_bulk(
+                mailer, "reset_password", recipients, journal=journal, concurrency=4, stop=stop
+            )
+    finally:
+        signals.email_sent.disconnect(on_sent)
+        sandbox.state.clear_faults()
+    assert threading.main_thread().name not in sent_by  # set from other threads
+    report = stopped.value.report
+    assert report is not None and report.interrupted and not report.complete
+    stored = len(sandbox.state.outbox())
+    assert 30 <= report.sent == stored < 300
+    assert (report.in_doubt, report.failed) == (0, 0)
+    assert report.sent + report.unsent == 300
+    assert journal_states(journal) == {"sent": stored, "pending": 300 - stored}
+
+    resumed = send_bulk(
+        mailer, "reset_password", recipients, journal=journal, stop=threading.Event()
+    )
+    assert (resumed.sent, resumed.already_sent, resumed.found_in_notify) == (
+        300 - stored,
+        stored,
+        0,
+    )
+    assert resumed.ok and not resumed.interrupted
+    assert_exactly_once(sandbox, recipients)
+
+
+def test_stop_set_before_the_call_sends_nothing_and_creates_no_journal(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    stop = threading.Event()
+    stop.set()
+    journal = tmp_path / "j"
+    with pytest.raises(BulkInterruptedError, match="Stopped on request") as stopped:
+        send_bulk(mailer_of(make_app()), "reset_password", people(5), journal=journal, stop=stop)
+    assert stopped.value.report is None  # stopped while reading the recipients
+    assert not journal.exists()
+    assert sandbox.state.outbox() == []
+
+
+def test_abandon_leaves_the_sends_under_way_in_doubt_and_the_resume_finds_them(
+    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """As a second Ctrl-C does: two posts Notify has stored hang (a stall); ``stop`` and
+    then ``abandon`` end the run at once, the two left in-flight and looked up on resume."""
+    mailer = mailer_of(make_app(DM_NOTIFY_TIMEOUT=120))
+    recipients = people(20)
+    journal = tmp_path / "abandon.journal"
+    stop, abandon = threading.Event(), threading.Event()
+    waited_for: list[int] = []
+
+    def on_progress(progress: BulkProgress) -> None:
+        if len(sandbox.state.outbox()) >= 2:  # both threads' posts are stored, and hang
+            stop.set()
+        if progress.stopping and progress.in_flight:
+            waited_for.append(progress.in_flight)
+            abandon.set()
+
+    before = set(threading.enumerate())
+    sandbox.state.set_faults(stall_rate=1.0, stall_seconds=300)
+    try:
+        with pytest.raises(BulkInterruptedError) as stopped:
+            send_bulk(
+                mailer,
+                "reset_password",
+                recipients,
+                journal=journal,
+                concurrency=2,
+                progress=on_progress,
+                stop=stop,
+                abandon=abandon,
+            )
+    finally:
+        sandbox.state.clear_faults()  # the hanging answers go out now
+    report = stopped.value.report
+    assert report is not None and waited_for == [2]
+    assert (report.sent, report.in_doubt, report.unsent) == (0, 2, 18)
+    assert journal_states(journal) == {"in-flight": 2, "pending": 18}
+    senders = [t for t in set(threading.enumerate()) - before if t.name.startswith("dmmail-bulk")]
+    for thread in senders:  # the abandoned sends finish (if they have not yet)
+        thread.join(timeout=120)
+        assert not thread.is_alive()
+
+    resumed = send_bulk(mailer, "reset_password", recipients, journal=journal)
+    assert (resumed.sent, resumed.already_sent, resumed.found_in_notify) == (18, 2, 2)
+    assert resumed.ok
     assert_exactly_once(sandbox, recipients)
 
 

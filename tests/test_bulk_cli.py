@@ -304,12 +304,12 @@ def standalone() -> Iterator[Sandbox]:
         sandbox.stop()
 
 
-def start_bulk(sandbox: Sandbox, *args: str) -> subprocess.Popen[str]:
+def start_bulk(sandbox: Sandbox, *args: str, timeout: str = "2") -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "DM_NOTIFY_KEY": sandbox.keys.test,
         "DM_NOTIFY_BASE_URL": sandbox.url,
-        "DM_NOTIFY_TIMEOUT": "2",
+        "DM_NOTIFY_TIMEOUT": timeout,
         "DM_NOTIFY_RETRY_BACKOFF": "0.01",
     }
     env.pop("FLASK_APP", None)
@@ -432,6 +432,42 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(
     out, err = resumed.communicate(timeout=60)
     assert resumed.returncode == 0, (out, err)
     assert f"skipped as already sent:  {sent_before}" in out
+    assert_exactly_once(standalone, rows)
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_abandons_the_sends_under_way_and_the_resume_looks_them_up(
+    standalone: Sandbox, tmp_path: Path
+) -> None:
+    """Two posts Notify has stored hang (a stall, and a timeout longer than the test): the
+    first Ctrl-C waits for them, the second gives them up. They stay in-flight, and the
+    resume finds them in Notify instead of sending them again."""
+    rows = people(50)
+    source = write_csv(tmp_path / "people.csv", rows, header=["email", "url"])
+    journal = tmp_path / "abandon.journal"
+    args = ("reset_password", "--csv", str(source), "--journal", str(journal))
+    standalone.state.set_faults(stall_rate=1.0, stall_seconds=600)
+    try:
+        process = start_bulk(standalone, *args, "--concurrency", "2", "--progress", timeout="600")
+        wait_for_outbox(standalone, 2, process)  # both threads' posts are stored, and hang
+        process.send_signal(signal.SIGINT)
+        assert process.stderr is not None
+        for line in process.stderr:  # the progress bar, then what the first Ctrl-C says
+            if line.startswith("Stopping: waiting for 2 sends under way"):
+                break
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        standalone.state.clear_faults()
+    assert process.returncode == 130, (out, err)
+    assert "Stopped on request" in err and "To resume, run the same command again:" in err
+    assert states(journal) == {"in-flight": 2, "pending": 48}
+    assert "example.gov.uk" not in out + err
+
+    resumed = start_bulk(standalone, *args)
+    out, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, (out, err)
+    assert "skipped as already sent:  2 (2 found in Notify)" in out
     assert_exactly_once(standalone, rows)
 
 

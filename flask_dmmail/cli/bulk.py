@@ -5,10 +5,14 @@ personalisation value."""
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import IO, Any
 
 import click
@@ -21,6 +25,7 @@ from ..bulk import (
     CsvSource,
     RecipientSource,
     load_personalisation,
+    send_bulk,
 )
 from ..errors import BulkAbortedError, BulkInterruptedError, DMMailError
 
@@ -78,6 +83,51 @@ class ProgressLine:
             self.stream.write("\n")
             self.stream.flush()
             self._visible = False
+
+
+class StopOnSignals:
+    """Ctrl-C or SIGTERM during a run: the first stops it cleanly (sets ``stop``); another,
+    once the run is stopping, abandons the sends under way (sets ``abandon``: they stay
+    in-flight and are looked up on resume). The handlers are installed for the run only,
+    on the main thread, and the ones before them are put back after."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.abandon = threading.Event()
+        self._stopping = False  # the run said so (stopped by a signal or by an error)
+        self._previous: dict[int, Any] = {}
+
+    def watch(self, progress: Callable[[BulkProgress], None]) -> Callable[[BulkProgress], None]:
+        """``progress``, also noting when the run says it is stopping."""
+
+        def watched(report: BulkProgress) -> None:
+            if report.stopping:
+                self._stopping = True
+            progress(report)
+
+        return watched
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop.is_set() or self._stopping:
+            self.abandon.set()
+        self.stop.set()
+
+    def __enter__(self) -> StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for sig, old in self._previous.items():
+            signal.signal(sig, old)
+        self._previous = {}
 
 
 def _duration(seconds: float) -> str:
@@ -309,18 +359,22 @@ def bulk_send(
         show = stream.isatty() if progress is None else progress
         bar = ProgressLine(stream, show and not dry_run)
         try:
-            report = mailer.send_bulk(
-                template,
-                source,
-                journal=journal,
-                rate=rate,
-                burst=burst,
-                concurrency=concurrency,
-                dry_run=dry_run,
-                progress=bar,
-                sanitise_content_for=list(sanitise) or None,
-                check_notify=check_notify,
-            )
+            with StopOnSignals() as interrupt:
+                report = send_bulk(
+                    mailer,
+                    template,
+                    source,
+                    journal=journal,
+                    rate=rate,
+                    burst=burst,
+                    concurrency=concurrency,
+                    dry_run=dry_run,
+                    progress=interrupt.watch(bar),
+                    sanitise_content_for=list(sanitise) or None,
+                    check_notify=check_notify,
+                    stop=interrupt.stop,
+                    abandon=interrupt.abandon,
+                )
         finally:
             bar.clear()
     except (BulkInterruptedError, BulkAbortedError) as error:

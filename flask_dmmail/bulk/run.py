@@ -1,0 +1,486 @@
+"""One bulk send from start to end: :func:`send_bulk` checks its options, then a run plans
+every recipient, claims the journal, decides who to send to, hands the emails to the
+sender threads, records each outcome, and reports.
+
+Exactly once: an email is marked *in-flight* in the journal, and the mark committed,
+before it is posted; it is marked *sent* after. A run that stops (the caller's ``stop``
+event, an error every email would hit) takes back what no thread started, waits a little
+for the sends under way, and leaves the rest in-flight, to be looked up in Notify when the
+run is resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    BulkAbortedError,
+    BulkInterruptedError,
+    InvalidOptionError,
+    NotifyUnavailableError,
+    RateLimitError,
+)
+from ..ratelimit import RateLimiter
+from ..validation import check_sanitise_content_for
+from .adapter import MailerAdapter
+from .journal import FAILED, IN_FLIGHT, PENDING, SENT, SKIPPED, Entry, Journal, Record
+from .planning import Planned, Planner
+from .report import BulkFailure, BulkProgress, BulkReport, failure
+from .senders import EXPECTED_LATENCY, MAX_THREADS, STOP_GRACE, Result, SenderPool, Work
+from .sources import RecipientSource, as_source
+
+if TYPE_CHECKING:
+    from ..extension import Mailer
+
+__all__ = ["send_bulk"]
+
+logger = logging.getLogger("flask_dmmail")
+
+#: How often one email goes back to the queue after transient failures before it fails.
+MAX_REQUEUES = 8
+
+_STOPPED = "Stopped on request. Run again with the same journal and input to resume."
+
+
+class _BulkRun:
+    """One run of :func:`send_bulk`: plan, then dispatch to the sender threads."""
+
+    def __init__(
+        self,
+        adapter: MailerAdapter,
+        template_id: str,
+        source: RecipientSource,
+        journal_path: Path,
+        *,
+        rate: float,
+        burst: int | None,
+        concurrency: int | None,
+        dry_run: bool,
+        progress: Callable[[BulkProgress], None] | None,
+        sanitise: tuple[str, ...] = (),
+        check_notify: bool = False,
+        stop: threading.Event | None = None,
+        abandon: threading.Event | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.template_id = template_id
+        self.source = source
+        self.journal_path = journal_path
+        self.limiter = RateLimiter(rate, burst=burst)
+        self.planner = Planner(adapter, template_id, source, sanitise, stop)
+        self.pool = SenderPool(adapter, self.limiter, concurrency)
+        self.dry_run = dry_run
+        self.progress = progress
+        self.check_notify = check_notify
+        self.stop = stop
+        self.abandon = abandon
+        self.interrupted = False
+        self.abort_error: BaseException | None = None
+        self.journal: Journal | None = None
+        self.started = time.monotonic()
+        # counters
+        self.total = 0
+        self.sent = self.already_sent = self.found = self.duplicates = self.redirected = 0
+        self.failures: list[BulkFailure] = []
+        self.unsent = self.in_doubt = 0
+        self.latency = EXPECTED_LATENCY
+        self.recent: deque[tuple[float, int]] = deque(maxlen=50)
+        self.unavailable_streak = 0
+
+    # -- the whole run --
+
+    def run(self) -> BulkReport:
+        planned = self.planner.plan()
+        if planned is None:  # stopped while reading the recipients: nothing done yet
+            raise BulkInterruptedError(_STOPPED)
+        self.total = len(planned)
+        self.journal = Journal.open(self.journal_path, create=not self.dry_run)
+        try:
+            return self._run(planned)
+        finally:
+            if self.journal is not None:
+                self.journal.close()
+
+    def _run(self, planned: list[Planned]) -> BulkReport:
+        journal = self.journal
+        entries = journal.entries() if journal is not None else []
+        if not self.source.positional:
+            self.planner.number(planned, entries)
+        if journal is not None:
+            journal.claim(
+                template_id=self.template_id,
+                kind="audience" if not self.source.positional else "rows",
+                fingerprint=self.planner.fingerprint(planned),
+                total=self.total,
+                write=not self.dry_run,
+            )
+        todo, records = self.classify(planned, entries)
+        if self.dry_run:
+            self.unsent = len(todo)
+            return self.report()
+        assert journal is not None
+        journal.save(records)
+        logger.info(
+            "Bulk send started: %d recipients, %d to send, template %s, %.0f/min",
+            self.total,
+            len(todo),
+            self.template_id,
+            self.limiter.rate,
+            extra={"template_id": self.template_id, "bulk_total": self.total},
+        )
+        try:
+            self.dispatch(todo)
+        finally:
+            # After an exception nothing queued is started: it stays in-flight, looked up
+            # on resume. The threads are waited for unless sends were abandoned.
+            self.pool.shutdown(wait=self.in_doubt == 0)
+        report = self.report()
+        self.adapter.finished(report)
+        logger.info(
+            "Bulk send %s: %d sent, %d already sent, %d failed, %d not yet sent",
+            "finished" if report.complete else "stopped",
+            report.sent,
+            report.already_sent,
+            report.failed,
+            report.unsent + report.in_doubt,
+            extra={"template_id": self.template_id, "bulk_failed": report.failed_by_class},
+        )
+        if self.abort_error is not None:
+            raise BulkAbortedError(
+                f"Stopped: {type(self.abort_error).__name__} would fail every other email too. "
+                f"{getattr(self.abort_error, 'message', '')} Fix it, then run the same command "
+                "with the same journal to resume.",
+                report=report,
+            ) from self.abort_error
+        if self.interrupted:
+            raise BulkInterruptedError(_STOPPED, report=report)
+        return report
+
+    def classify(
+        self, planned: list[Planned], entries: list[Entry]
+    ) -> tuple[deque[Work], list[Record]]:
+        """Decide each recipient: fail, skip or send; the records to save before sending."""
+        known = {e.reference: e for e in entries if e.reference and e.state != SKIPPED}
+        seen: set[str] = set()
+        todo: deque[Work] = deque()
+        records: list[Record] = []
+        for p in planned:
+            assert p.row is not None
+            if p.email is None:
+                assert p.error is not None
+                self.failures.append(failure(p.row, p.error))
+                records.append((p.row, p.address_hash, None, FAILED, None, type(p.error).__name__))
+                if not self.dry_run:
+                    self.adapter.failed(p.error)
+                continue
+            email = p.email
+            if email.reference in seen:
+                self.duplicates += 1
+                records.append((p.row, email.to_hash, email.reference, SKIPPED, None, None))
+                continue
+            seen.add(email.reference)
+            entry = known.get(email.reference)
+            if entry is not None and entry.state == SENT:
+                self.already_sent += 1
+                if not self.dry_run:
+                    self.adapter.skipped(email)
+                continue
+            # In doubt: left in-flight by a run that stopped, or (check_notify) anything the
+            # journal does not know as sent: looked up in Notify before it is sent.
+            in_doubt = self.check_notify or (entry is not None and entry.state == IN_FLIGHT)
+            work = Work(p.row, email, lookup_first=in_doubt)
+            todo.append(work)
+            records.append(work.record(IN_FLIGHT if in_doubt else PENDING))
+        return todo, records
+
+    # -- stopping --
+
+    def stopping(self) -> bool:
+        """Whether the run is stopping. A stop the caller asks for (the ``stop`` event)
+        stops it as Ctrl-C did: nothing more is started; the sends under way finish."""
+        if self.stop is not None and self.stop.is_set() and not self.interrupted:
+            self.interrupted = True
+            self.pool.stop.set()
+        return self.pool.stop.is_set()
+
+    def abandoning(self) -> bool:
+        """Whether the caller gave up waiting for the sends under way (``abandon``)."""
+        self.stopping()
+        return self.abandon is not None and self.abandon.is_set()
+
+    def abort(self, error: BaseException) -> None:
+        """Stop because of ``error``, which every other email would hit too."""
+        if self.abort_error is None:
+            self.abort_error = error
+        self.pool.stop.set()
+
+    # -- dispatch (main thread) --
+
+    def dispatch(self, todo: deque[Work]) -> None:
+        assert self.journal is not None
+        pool = self.pool
+        pool.start(len(todo))
+        outstanding = 0
+        pending: list[Record] = []
+        last_flush = last_grow = last_progress = time.monotonic()
+        while (todo or outstanding) and not self.stopping():
+            for result in pool.collect(0.05 if outstanding else 0.0):
+                outstanding -= 1
+                pending.extend(self.handle(result, todo))
+            now = time.monotonic()
+            handout: list[Work] = []
+            if not self.stopping() and outstanding <= pool.size:
+                room = pool.size + max(4, pool.size // 2) - outstanding
+                while todo and len(handout) < room:
+                    handout.append(todo.popleft())
+            if handout or (pending and now - last_flush > 0.5):
+                # The in-flight marks are committed before any of these is posted.
+                pending.extend(w.record(IN_FLIGHT) for w in handout if not w.lookup_first)
+                self.journal.save(pending)
+                pending, last_flush = [], now
+            for work in handout:
+                pool.queue.put(work)
+                outstanding += 1
+            if now - last_grow > 1.0:
+                pool.grow(len(todo) + outstanding, self.latency)
+                last_grow = now
+            if now - last_progress > 0.2:
+                self.emit_progress(len(todo) + outstanding)
+                last_progress = now
+        pending.extend(self.wind_down(todo, outstanding))
+        self.journal.save(pending)
+        self.emit_progress(self.unsent + self.in_doubt)
+
+    def handle(self, result: Result, todo: deque[Work]) -> list[Record]:
+        """Count one outcome; the journal records it needs."""
+        work, outcome, error = result.work, result.outcome, result.error
+        if outcome == "sent":
+            assert result.sent is not None
+            self.sent += 1
+            self.redirected += result.sent.redirected
+            self.unavailable_streak = 0
+            if result.latency:
+                self.latency += 0.1 * (result.latency - self.latency)
+            self.recent.append((time.monotonic(), self.sent))
+            return [work.record(SENT, result.sent.id)]
+        if outcome == "found":
+            assert result.found is not None
+            self.already_sent += 1
+            self.found += 1
+            return [work.record(SENT, result.found.id)]
+        if outcome == "failed":
+            assert error is not None
+            self.unavailable_streak = 0
+            self.failures.append(failure(work.row, error))
+            return [work.record(FAILED, error=type(error).__name__)]
+        if outcome == "requeue":
+            assert error is not None
+            work.lookup_first = work.lookup_first or result.ambiguous
+            if self.pool.stop.is_set():
+                return self.leave(work)
+            if isinstance(error, NotifyUnavailableError):
+                self.unavailable_streak += 1
+                if self.unavailable_streak >= max(25, 2 * self.pool.size):
+                    self.abort(error)
+            work.requeues += 1
+            if work.requeues > MAX_REQUEUES and not isinstance(error, RateLimitError):
+                self.failures.append(failure(work.row, error))
+                # An ambiguous one stays in-flight: a resumed run looks it up first.
+                state = IN_FLIGHT if work.lookup_first else FAILED
+                return [work.record(state, error=type(error).__name__)]
+            todo.append(work)
+            return []
+        if outcome == "abort":
+            assert error is not None
+            self.abort(error)
+            # Conservative: an earlier attempt of this send may have reached Notify.
+            work.lookup_first = True
+            return self.leave(work)
+        if outcome == "unstarted":
+            return self.leave(work)
+        work.lookup_first = True  # abandoned mid-send: stays in-flight
+        return self.leave(work)
+
+    def leave(self, work: Work) -> list[Record]:
+        """Count an email this run will not send after all: in doubt (left in-flight, to be
+        looked up on resume) or unsent (back to pending)."""
+        if work.lookup_first:
+            self.in_doubt += 1
+            return []
+        self.unsent += 1
+        return [work.record(PENDING)]
+
+    def wind_down(self, todo: deque[Work], outstanding: int) -> list[Record]:
+        """After a stop: take back what no thread started, wait a little for the sends
+        under way, abandon the rest (left in-flight, looked up on resume)."""
+        records: list[Record] = []
+        for work in todo:  # never handed out (or handed back): pending unless in doubt
+            records.extend(self.leave(work))
+        for work in self.pool.take_back():
+            outstanding -= 1
+            records.extend(self.leave(work))
+        deadline = time.monotonic() + STOP_GRACE + self.adapter.timeout
+        while outstanding > 0 and not self.abandoning() and time.monotonic() < deadline:
+            self.emit_progress(outstanding, stopping=True, in_flight=outstanding)
+            for result in self.pool.collect(0.1):
+                outstanding -= 1
+                records.extend(self.handle(result, deque()))
+        self.in_doubt += outstanding
+        return records
+
+    # -- reporting --
+
+    def emit_progress(self, remaining: int, *, stopping: bool = False, in_flight: int = 0) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        rate = 0.0
+        if len(self.recent) >= 2 and now - self.recent[0][0] > 0:
+            rate = (self.recent[-1][1] - self.recent[0][1]) / (now - self.recent[0][0])
+        elif self.sent and now > self.started:
+            rate = self.sent / (now - self.started)
+        done = self.total - remaining
+        self.progress(
+            BulkProgress(
+                total=self.total,
+                done=max(0, done),
+                sent=self.sent,
+                skipped=self.already_sent + self.duplicates,
+                failed=len(self.failures),
+                elapsed=now - self.started,
+                rate=rate,
+                eta=remaining / rate if rate > 0 else None,
+                stopping=stopping or self.pool.stop.is_set(),
+                in_flight=in_flight,
+            )
+        )
+
+    def report(self) -> BulkReport:
+        return BulkReport(
+            template_id=self.template_id,
+            journal=str(self.journal_path),
+            total=self.total,
+            sent=self.sent,
+            already_sent=self.already_sent,
+            found_in_notify=self.found,
+            duplicates=self.duplicates,
+            redirected=self.redirected,
+            failures=tuple(sorted(self.failures, key=lambda f: f.row)),
+            unsent=self.unsent,
+            in_doubt=self.in_doubt,
+            rate_limited=self.limiter.rate_limited,
+            rate=self.limiter.configured,
+            concurrency=self.pool.size,
+            elapsed=time.monotonic() - self.started,
+            dry_run=self.dry_run,
+            interrupted=self.interrupted,
+        )
+
+
+def send_bulk(
+    mailer: Mailer,
+    template: str,
+    recipients: RecipientSource | Iterable[Any],
+    *,
+    journal: str | PathLike[str],
+    rate: float | None = None,
+    burst: int | None = None,
+    concurrency: int | None = None,
+    dry_run: bool = False,
+    progress: Callable[[BulkProgress], None] | None = None,
+    sanitise_content_for: Sequence[str] | None = None,
+    check_notify: bool = False,
+    stop: threading.Event | None = None,
+    abandon: threading.Event | None = None,
+) -> BulkReport:
+    """Send ``template`` to every recipient once, at up to ``rate`` requests a minute.
+
+    A recipient that fails is recorded in the report and never stops the run. The function
+    installs no signal handlers: to stop a run, set ``stop`` (``flask dmmail bulk-send``
+    does on Ctrl-C or SIGTERM).
+
+    :param mailer: the :class:`~flask_dmmail.extension.Mailer` that sends (or call
+        ``Mailer.send_bulk``).
+    :param template: a name from ``DM_NOTIFY_TEMPLATES`` or a template id.
+    :param recipients: an iterable of ``(address, personalisation)`` pairs (or bare
+        addresses), a :class:`~flask_dmmail.bulk.CsvSource` or an
+        :class:`~flask_dmmail.bulk.AudienceSource`.
+    :param journal: the SQLite file that makes the run resumable: run again with the same
+        journal and input after a crash or a stop, and only what was not sent is sent.
+    :param rate: requests a minute; defaults to ``DM_NOTIFY_BULK_RATE``.
+    :param burst: the size of the key's token bucket; defaults to Notify's for the rate.
+    :param concurrency: sender threads; unless given, they grow with the measured latency.
+    :param dry_run: check every recipient and the journal, and send nothing.
+    :param progress: called with a :class:`~flask_dmmail.bulk.BulkProgress` a few times a
+        second, on the calling thread.
+    :param sanitise_content_for: personalisation keys (values a user typed) that Notify
+        strips of URLs and markdown in every email (as ``Mailer.send`` does).
+    :param check_notify: look up, by reference in Notify, every email the journal does not
+        record as sent before sending it: the way to finish a send whose journal was lost
+        or damaged without sending anything twice that Notify still has (it keeps emails 7
+        days).
+    :param stop: a ``threading.Event``; once it is set (from any thread, or from
+        ``progress``) the run starts nothing more, waits a little for the sends under way,
+        records every outcome in the journal, and raises
+        :class:`~flask_dmmail.errors.BulkInterruptedError` (whose ``report`` is None when
+        it was set before every recipient was read: nothing was sent). The event is only
+        read, never set or cleared.
+    :param abandon: a ``threading.Event``; set after ``stop``, the run stops waiting
+        for the sends under way: they stay in-flight in the journal and are looked up in
+        Notify when the run is resumed.
+    :returns: the :class:`~flask_dmmail.bulk.BulkReport` of a run that reached its end.
+    :raises ~flask_dmmail.errors.JournalError: the journal is another run's, in use,
+        or damaged.
+    :raises ~flask_dmmail.errors.RecipientsError: the recipients cannot be read.
+    :raises ~flask_dmmail.errors.BulkInterruptedError: the run was stopped (``stop``);
+        it carries the ``report``.
+    :raises ~flask_dmmail.errors.BulkAbortedError: an error every other email would hit
+        too stopped the run; it carries the ``report``.
+    """
+    adapter = MailerAdapter(mailer)
+    template_id = adapter.template_id(template)
+    per_minute = adapter.bulk_rate if rate is None else rate
+    if (
+        isinstance(per_minute, bool)
+        or not isinstance(per_minute, int | float)
+        or not 1 <= per_minute < math.inf
+    ):
+        raise InvalidOptionError("rate must be a number of requests per minute, at least 1.")
+    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or burst < 1):
+        raise InvalidOptionError("burst must be a whole number of requests, at least 1.")
+    if concurrency is not None and (
+        isinstance(concurrency, bool)
+        or not isinstance(concurrency, int)
+        or not 1 <= concurrency <= MAX_THREADS
+    ):
+        raise InvalidOptionError(f"concurrency must be a whole number from 1 to {MAX_THREADS}.")
+    sanitise = check_sanitise_content_for(sanitise_content_for)
+    if not isinstance(check_notify, bool):
+        raise InvalidOptionError("check_notify must be True or False.")
+    for name, event in (("stop", stop), ("abandon", abandon)):
+        if event is not None and not isinstance(event, threading.Event):
+            raise InvalidOptionError(f"{name} must be a threading.Event or None.")
+    run = _BulkRun(
+        adapter,
+        template_id,
+        as_source(recipients),
+        Path(journal),
+        rate=float(per_minute),
+        burst=burst,
+        concurrency=concurrency,
+        dry_run=dry_run,
+        progress=progress,
+        sanitise=sanitise,
+        check_notify=check_notify,
+        stop=stop,
+        abandon=abandon,
+    )
+    return run.run()
