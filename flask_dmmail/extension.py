@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from . import signals
 from .attachments import Attachment
 from .config import Settings
-from .errors import DMMailError, InvalidPersonalisationError, NotifyError
+from .errors import DMMailError, ExtensionError, InvalidPersonalisationError, NotifyError
 from .notify import (
     NotificationStatus,
     NotifyGateway,
@@ -36,10 +36,6 @@ __all__ = ["DMMail", "ExtensionError", "Mailer"]
 
 logger = logging.getLogger("flask_dmmail")
 EXTENSION_KEY = "dmmail"
-
-
-class ExtensionError(DMMailError, RuntimeError):
-    """The extension is used the wrong way round (registered twice, not registered, no app)."""
 
 
 def _sent_key(email: PreparedEmail) -> str:

@@ -71,6 +71,7 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.datastructures import MultiDict
 
 from . import signals
+from .errors import InvalidReceiptError
 from .notify import FAILED_STATUSES
 from .validation import is_unicode
 
@@ -104,9 +105,9 @@ _NOTIFICATION_TYPES = frozenset({"email", "sms", "letter"})
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-class InvalidReceipt(ValueError):
-    """A delivery receipt body that does not have Notify's shape. The message names the
-    field and never repeats its value."""
+#: The name :class:`~flask_dmmail.errors.InvalidReceiptError` had before it moved to
+#: ``errors.py`` (it is a ``ValueError`` as it was, and now a ``DMMailError`` too).
+InvalidReceipt = InvalidReceiptError
 
 
 @dataclass(frozen=True)
@@ -130,13 +131,15 @@ def _timestamp(data: Mapping[str, Any], key: str, *, nullable: bool) -> str | No
     if value is None:
         if nullable:
             return None
-        raise InvalidReceipt(f"{key} is required (a UTC time like 2017-05-14T12:15:30.000000Z).")
+        raise InvalidReceiptError(
+            f"{key} is required (a UTC time like 2017-05-14T12:15:30.000000Z)."
+        )
     if not isinstance(value, str) or len(value) > 40:
-        raise InvalidReceipt(f"{key} must be a time string like 2017-05-14T12:15:30.000000Z.")
+        raise InvalidReceiptError(f"{key} must be a time string like 2017-05-14T12:15:30.000000Z.")
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     except ValueError:
-        raise InvalidReceipt(
+        raise InvalidReceiptError(
             f"{key} is not an ISO 8601 time like 2017-05-14T12:15:30.000000Z."
         ) from None
     return value
@@ -145,37 +148,37 @@ def _timestamp(data: Mapping[str, Any], key: str, *, nullable: bool) -> str | No
 def _uuid(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not _UUID.fullmatch(value):
-        raise InvalidReceipt(f"{key} must be a UUID.")
+        raise InvalidReceiptError(f"{key} must be a UUID.")
     return str(uuid.UUID(value))
 
 
 def parse_delivery_receipt(data: object, hash_address: Any) -> DeliveryReceipt:
     """Check a decoded receipt body and return it with ``to`` hashed by ``hash_address``.
 
-    Raises :class:`InvalidReceipt` naming the first bad field. Fields Notify may add
-    later are ignored.
+    Raises :class:`~flask_dmmail.errors.InvalidReceiptError` naming the first bad field.
+    Fields Notify may add later are ignored.
     """
     if not isinstance(data, Mapping):
-        raise InvalidReceipt("The body must be a JSON object.")
+        raise InvalidReceiptError("The body must be a JSON object.")
     notification_id = _uuid(data, "id")
     reference = data.get("reference")
     if reference is not None and (
         not isinstance(reference, str) or len(reference) > _MAX_REFERENCE
     ):
-        raise InvalidReceipt("reference must be null or a string of at most 1000 characters.")
+        raise InvalidReceiptError("reference must be null or a string of at most 1000 characters.")
     to = data.get("to")
     if not isinstance(to, str) or not to.strip() or len(to) > 320 or not is_unicode(to):
-        raise InvalidReceipt("to must be the recipient, a non-empty string of valid Unicode.")
+        raise InvalidReceiptError("to must be the recipient, a non-empty string of valid Unicode.")
     status = data.get("status")
     if not isinstance(status, str) or not _STATUS.fullmatch(status):
-        raise InvalidReceipt("status must be a Notify status such as 'delivered'.")
+        raise InvalidReceiptError("status must be a Notify status such as 'delivered'.")
     notification_type = data.get("notification_type")
     if not isinstance(notification_type, str) or notification_type not in _NOTIFICATION_TYPES:
-        raise InvalidReceipt("notification_type must be 'email', 'sms' or 'letter'.")
+        raise InvalidReceiptError("notification_type must be 'email', 'sms' or 'letter'.")
     template_id = _uuid(data, "template_id")
     version = data.get("template_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise InvalidReceipt("template_version must be a whole number of at least 1.")
+        raise InvalidReceiptError("template_version must be a whole number of at least 1.")
     created_at = _timestamp(data, "created_at", nullable=False)
     assert created_at is not None
     return DeliveryReceipt(
@@ -221,20 +224,21 @@ def _nests_deeper_than(text: str, limit: int) -> bool:
 
 def _decode_json(raw: bytes) -> object:
     """Decode a receipt body as :func:`json.loads` does (UTF-8, -16 or -32), refusing deep
-    nesting first. Raises :class:`InvalidReceipt` for anything that is not JSON."""
+    nesting first. Raises :class:`~flask_dmmail.errors.InvalidReceiptError` for anything that
+    is not JSON."""
     try:
         text = raw.decode(json.detect_encoding(raw), "surrogatepass")
     except (UnicodeDecodeError, LookupError):
-        raise InvalidReceipt("The body must be a JSON object.") from None
+        raise InvalidReceiptError("The body must be a JSON object.") from None
     if _nests_deeper_than(text, _MAX_DEPTH):
-        raise InvalidReceipt(
+        raise InvalidReceiptError(
             f"The body must be a delivery receipt: a JSON object nested at most "
             f"{_MAX_DEPTH} levels deep."
         )
     try:
         return json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: never, after the check above
-        raise InvalidReceipt("The body must be a JSON object.") from None
+        raise InvalidReceiptError("The body must be a JSON object.") from None
 
 
 def _error(status: int, message: str) -> Response:
@@ -308,12 +312,12 @@ def _receipt() -> Response:
         return _error(413, "The receipt is too large.")
     try:
         data = _decode_json(raw)
-    except InvalidReceipt as error:
+    except InvalidReceiptError as error:
         _refused(str(error), 400)
         return _error(400, str(error))
     try:
         receipt = parse_delivery_receipt(data, mailer.hasher.hash_address)
-    except InvalidReceipt as error:
+    except InvalidReceiptError as error:
         _refused(str(error), 400)
         return _error(400, str(error))
     failed = receipt.status in FAILED_STATUSES or receipt.status.endswith(("failure", "failed"))
