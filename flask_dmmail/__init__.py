@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from . import errors, signals
 from .attachments import Attachment, attachment
-from .errors import DMMailError
-from .extension import DMMail, ExtensionError, Mailer
+from .errors import DMMailError, ExtensionError
+from .extension import DMMail, Mailer
 from .notify import NotificationStatus, PreparedEmail, SentEmail, TemplatePreview
 
 __all__ = [

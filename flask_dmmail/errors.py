@@ -1,38 +1,69 @@
-"""The exception hierarchy. Every error flask-dmmail raises is a :class:`DMMailError`.
+"""The exception hierarchy: every error flask-dmmail raises, in one place.
 
-Messages say what to do next and never carry an API key, an email address or a
-personalisation value. Errors that come from Notify or Mailchimp keep the service's
-status code and error class as attributes, so callers branch on types, not on text.
+Every error is a :class:`DMMailError`. Its message says what to do next and never carries an
+API key, an email address or a personalisation value. The errors of the two services share
+one base, :class:`ServiceError`, with the same attributes whichever service answered:
+``service`` (``"notify"`` or ``"mailchimp"``), ``status_code`` (the HTTP status),
+``transient`` and ``retry_after``. ``transient`` is true exactly for the errors flask-dmmail
+retries itself (``DM_NOTIFY_RETRIES``, ``DM_MAILCHIMP_RETRIES``; a bulk run puts them back in
+its queue); when one is raised the retries ran out, and trying again later may work. Callers
+branch on types and attributes, not on message text.
+
+Names: an error of one service's HTTP answer carries the service's prefix
+(``NotifyAuthError``, ``MailchimpAuthError``); an error named after the service's own thing
+does not (``TemplateNotFoundError``, ``MemberExistsError``). ``RateLimitError`` and
+``DailyLimitError`` keep Notify's names for its two 429s (``RateLimitError``,
+``TooManyRequestsError``).
 
 ::
 
-    DMMailError
-    ├── ConfigurationError            a config key is missing or wrong (names the key)
-    ├── InvalidInputError             refused before any network call
+    DMMailError                       .message, .transient
+    ├── ConfigurationError            a config key is missing or wrong (.key names it)
+    ├── ExtensionError                DMMail used the wrong way round (also a RuntimeError)
+    ├── InvalidInputError             refused before any network call (also a ValueError)
     │   ├── InvalidEmailAddressError
     │   ├── UnknownTemplateError
     │   ├── InvalidPersonalisationError
     │   ├── InvalidAttachmentError
     │   ├── InvalidOptionError        reference, reply_to_id, scheduled_for, ...
-    │   └── RecipientNotAllowedOnStageError  the stage guard refused the recipient
-    ├── NotifyError                   Notify answered with an error (or did not answer)
-    │   ├── NotifyValidationError     400 ValidationError
-    │   ├── NotifyBadRequestError     400 BadRequestError
-    │   │   ├── TemplateNotFoundError (also the 404 of a template GET)
-    │   │   ├── MissingPersonalisationError  .missing lists the names
-    │   │   └── RecipientNotAllowedError     team-only key / trial mode
-    │   ├── NotifyAuthError           401/403 AuthError
-    │   │   ├── ClockSkewError
-    │   │   ├── ApiKeyNotFoundError
-    │   │   └── ApiKeyRevokedError
-    │   ├── NotifyForbiddenError      403 BadRequestError
-    │   ├── NotificationNotFoundError 404
-    │   ├── RateLimitError            429 RateLimitError        (transient)
-    │   ├── DailyLimitError           429 TooManyRequestsError  (transient)
-    │   ├── NotifyUnavailableError    5xx, timeout, connection  (transient)
-    │   └── NotifyProtocolError       a 2xx body that is not JSON (or has no id)
-    ├── MailchimpError                Mailchimp answered with an error (see mailchimp.py)
-    └── BulkError                     a bulk send could not start or did not finish (bulk.py)
+    │   ├── RecipientNotAllowedOnStageError  the stage guard refused the recipient
+    │   ├── UnknownAudienceError      neither a DM_MAILCHIMP_AUDIENCES name nor a list id
+    │   ├── UnlistedAudienceError     outside production, an audience the config does not list
+    │   └── InvalidReceiptError       a delivery receipt without Notify's shape (webhooks)
+    ├── ServiceError                  .service, .status_code, .transient, .retry_after
+    │   ├── NotifyError               Notify answered with an error (or did not answer);
+    │   │   │                         .error_class, .attempts
+    │   │   ├── NotifyValidationError     400 ValidationError
+    │   │   ├── NotifyBadRequestError     400 BadRequestError
+    │   │   │   ├── TemplateNotFoundError (also the 404 of a template GET)
+    │   │   │   ├── MissingPersonalisationError  .missing lists the names
+    │   │   │   └── RecipientNotAllowedError     team-only key / trial mode
+    │   │   ├── NotifyAuthError           401/403 AuthError
+    │   │   │   ├── ClockSkewError
+    │   │   │   ├── ApiKeyNotFoundError
+    │   │   │   └── ApiKeyRevokedError
+    │   │   ├── NotifyForbiddenError      403 BadRequestError
+    │   │   ├── NotificationNotFoundError 404
+    │   │   ├── RateLimitError            429 RateLimitError        (transient)
+    │   │   ├── DailyLimitError           429 TooManyRequestsError  (.retry_after: to midnight UTC)
+    │   │   ├── NotifyUnavailableError    5xx, timeout, connection  (transient)
+    │   │   └── NotifyProtocolError       a 2xx body that is not JSON (or has no id)
+    │   └── MailchimpError            Mailchimp answered with an error (or did not answer);
+    │       │                         .title, .detail, .errors (.status is .status_code)
+    │       ├── MailchimpAuthError        401; 403 User Disabled / Wrong Datacenter
+    │       ├── MailchimpForbiddenError   other 403s (e.g. the plan's audience limit)
+    │       ├── MailchimpNotFoundError    404: no such audience, member or campaign
+    │       ├── MailchimpBadRequestError  other 4xx (400 Bad Request, 405, ...)
+    │       │   ├── MemberExistsError         400 Member Exists
+    │       │   ├── MemberComplianceError     400 Member In Compliance State
+    │       │   ├── ForgottenMemberError      400 Forgotten Email Not Subscribed
+    │       │   └── MailchimpValidationError  400 Invalid Resource (.errors)
+    │       │       └── InvalidMemberAddressError  "looks fake or invalid", bad syntax
+    │       ├── MailchimpRateLimitError   429: 10 connections per key (transient)
+    │       ├── MailchimpUnavailableError 5xx, timeout, no connection (transient)
+    │       ├── MailchimpProtocolError    an answer that is not what the API documents
+    │       └── CampaignError             send_campaign failed at .step (transient as its cause)
+    └── BulkError                     a bulk send could not start or did not finish (.report)
         ├── JournalError              the journal is another run's, in use, or unreadable
         ├── RecipientsError           the recipients cannot be read (CSV, audience)
         ├── BulkInterruptedError      stopped by Ctrl-C / SIGTERM; resume with the journal
@@ -42,7 +73,8 @@ status code and error class as attributes, so callers branch on types, not on te
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from .bulk import BulkReport
@@ -58,6 +90,7 @@ __all__ = [
     "ConfigurationError",
     "DMMailError",
     "DailyLimitError",
+    "ExtensionError",
     "ForgottenMemberError",
     "InvalidAttachmentError",
     "InvalidEmailAddressError",
@@ -65,6 +98,7 @@ __all__ = [
     "InvalidMemberAddressError",
     "InvalidOptionError",
     "InvalidPersonalisationError",
+    "InvalidReceiptError",
     "JournalError",
     "MailchimpAuthError",
     "MailchimpBadRequestError",
@@ -90,6 +124,7 @@ __all__ = [
     "RecipientNotAllowedError",
     "RecipientNotAllowedOnStageError",
     "RecipientsError",
+    "ServiceError",
     "TemplateNotFoundError",
     "UnknownAudienceError",
     "UnknownTemplateError",
@@ -100,8 +135,10 @@ __all__ = [
 class DMMailError(Exception):
     """The root of every error raised by flask-dmmail.
 
-    ``transient`` is true when the same call may succeed if tried again later
-    (rate limits, Notify or Mailchimp being unavailable).
+    :param message: what went wrong and what to do about it (kept as ``message``).
+
+    ``transient`` is true when flask-dmmail retried the error itself and trying again later
+    may work (see :class:`ServiceError`); it is false for every other error.
     """
 
     transient: bool = False
@@ -115,11 +152,19 @@ class DMMailError(Exception):
 
 
 class ConfigurationError(DMMailError):
-    """A config key is missing or has a wrong value. ``key`` names it."""
+    """A config key is missing or has a wrong value.
+
+    :param key: the config key (kept as ``key``); the message starts with it.
+    :param message: what is wrong with it and how to fix it.
+    """
 
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
         self.key = key
+
+
+class ExtensionError(DMMailError, RuntimeError):
+    """The extension is used the wrong way round (registered twice, not registered, no app)."""
 
 
 class InvalidInputError(DMMailError, ValueError):
@@ -151,14 +196,62 @@ class RecipientNotAllowedOnStageError(InvalidInputError):
     asked the stage guard to refuse such addresses (DM_NOTIFY_STAGE_GUARD = "refuse")."""
 
 
-class NotifyError(DMMailError):
-    """Notify refused the request, or could not be reached.
+class UnknownAudienceError(InvalidInputError):
+    """The audience is neither a name in DM_MAILCHIMP_AUDIENCES nor a Mailchimp list id."""
 
-    ``status_code`` is the HTTP status (503 when there was no response, as the
-    Notify client reports it), ``error_class`` is Notify's error class
-    (``"BadRequestError"``, ``"AuthError"``, ...) when it gave one.
+
+class UnlistedAudienceError(InvalidInputError):
+    """Refused before any network call: outside production (DM_ENVIRONMENT) only the audiences
+    in this environment's DM_MAILCHIMP_AUDIENCES may be used (read, written, mailed, forgotten),
+    and no audience is created."""
+
+
+class InvalidReceiptError(InvalidInputError):
+    """A delivery receipt body that does not have Notify's shape
+    (:func:`~flask_dmmail.webhooks.parse_delivery_receipt`). The message names the field and
+    never repeats its value. ``flask_dmmail.webhooks.InvalidReceipt`` is the same class."""
+
+
+class ServiceError(DMMailError):
+    """Notify or Mailchimp refused the request, or could not be reached.
+
+    :param message: what the service said, without any address or secret, and what to do.
+    :param status_code: the HTTP status of the answer (kept as ``status_code``); None when
+        there was no answer (Notify's client reports that as 503).
+    :param retry_after: seconds after which trying again may work, when the service says so
+        (kept as ``retry_after``; None when it is not known).
+
+    ``service`` is ``"notify"`` or ``"mailchimp"``. ``transient`` is true exactly for the
+    errors flask-dmmail retries (rate limits, the service unavailable or not answering): when
+    one is raised, the retries ran out. The CLI exits 75 for them.
     """
 
+    service: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class NotifyError(ServiceError):
+    """Notify refused the request, or could not be reached.
+
+    :param message: what Notify said, without any address or secret, and what to do.
+    :param status_code: the HTTP status (503 when there was no response, as the Notify
+        client reports it).
+    :param error_class: Notify's error class (``"BadRequestError"``, ``"AuthError"``, ...)
+        when it gave one (kept as ``error_class``).
+    :param retry_after: as for :class:`ServiceError`.
+    """
+
+    service: ClassVar[str] = "notify"
     #: How many times the request was sent before this error was raised.
     attempts: int = 1
 
@@ -168,9 +261,9 @@ class NotifyError(DMMailError):
         *,
         status_code: int | None = None,
         error_class: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status_code = status_code
+        super().__init__(message, status_code=status_code, retry_after=retry_after)
         self.error_class = error_class
 
 
@@ -189,7 +282,9 @@ class TemplateNotFoundError(NotifyBadRequestError):
 class MissingPersonalisationError(NotifyBadRequestError):
     """The template has placeholders the personalisation does not fill.
 
-    ``missing`` holds the placeholder names, as Notify spells them.
+    :param missing: the placeholder names, as Notify spells them (kept as ``missing``).
+
+    The other parameters are :class:`NotifyError`'s.
     """
 
     def __init__(
@@ -238,10 +333,35 @@ class RateLimitError(NotifyError):
     transient = True
 
 
-class DailyLimitError(NotifyError):
-    """The service's daily sending limit was reached (429). It resets at midnight UTC."""
+def _seconds_to_midnight_utc(now: datetime | None = None) -> float:
+    """Seconds from ``now`` (default: this moment) to the next midnight UTC, when Notify's
+    daily limits reset."""
+    now = datetime.now(UTC) if now is None else now.astimezone(UTC)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+    return (midnight - now).total_seconds()
 
-    transient = True
+
+class DailyLimitError(NotifyError):
+    """The service's daily sending limit was reached (429). It resets at midnight UTC.
+
+    It is not transient: it is not retried (it lasts until midnight), and a bulk run stops
+    on it. ``retry_after`` is the number of seconds from the error to the next midnight UTC,
+    unless given. The parameters are :class:`NotifyError`'s.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_class: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        if retry_after is None:
+            retry_after = _seconds_to_midnight_utc()
+        super().__init__(
+            message, status_code=status_code, error_class=error_class, retry_after=retry_after
+        )
 
 
 class NotifyUnavailableError(NotifyError):
@@ -259,38 +379,23 @@ class NotifyProtocolError(NotifyError):
     """Notify answered 2xx with a body that is not JSON, or JSON without the id it must have."""
 
 
-class UnknownAudienceError(InvalidInputError):
-    """The audience is neither a name in DM_MAILCHIMP_AUDIENCES nor a Mailchimp list id."""
+class MailchimpError(ServiceError):
+    """Mailchimp refused the request, or could not be reached (the subclasses are in this
+    module's docstring).
 
-
-class UnlistedAudienceError(InvalidInputError):
-    """Refused before any network call: outside production (DM_ENVIRONMENT) only the audiences
-    in this environment's DM_MAILCHIMP_AUDIENCES may be used (read, written, mailed, forgotten),
-    and no audience is created."""
-
-
-class MailchimpError(DMMailError):
-    """Mailchimp refused the request, or could not be reached.
-
-    ``status`` is the HTTP status (None when there was no response), ``title`` and
-    ``detail`` are Mailchimp's problem-detail fields and ``errors`` its per-field errors
-    (``{"field", "message"}``), all with any address removed::
-
-        MailchimpError
-        ├── MailchimpAuthError          401; 403 User Disabled / Wrong Datacenter
-        ├── MailchimpForbiddenError     other 403s (e.g. the plan's audience limit)
-        ├── MailchimpNotFoundError      404: no such audience, member or campaign
-        ├── MailchimpBadRequestError    other 4xx (400 Bad Request, 405, ...)
-        │   ├── MemberExistsError       400 Member Exists
-        │   ├── MemberComplianceError   400 Member In Compliance State
-        │   ├── ForgottenMemberError    400 Forgotten Email Not Subscribed
-        │   └── MailchimpValidationError  400 Invalid Resource (``errors``)
-        │       └── InvalidMemberAddressError  "looks fake or invalid", bad syntax
-        ├── MailchimpRateLimitError     429: 10 connections per key (transient)
-        ├── MailchimpUnavailableError   5xx, timeout, no connection (transient)
-        ├── MailchimpProtocolError      an answer that is not what the API documents
-        └── CampaignError               send_campaign failed at ``step``
+    :param message: what Mailchimp said, without any address or secret, and what to do.
+    :param status: the HTTP status (None when there was no answer); kept as ``status_code``,
+        and ``status`` is the same value under the name it had before.
+    :param title: Mailchimp's problem-detail ``title`` (kept as ``title``).
+    :param detail: its ``detail``, with any address removed (kept as ``detail``).
+    :param errors: its per-field errors (``{"field", "message"}``), with any address removed
+        (kept as ``errors``, a tuple of dicts).
+    :param status_code: the same as ``status`` (the name every :class:`ServiceError` uses);
+        give one or the other.
+    :param retry_after: as for :class:`ServiceError`.
     """
+
+    service: ClassVar[str] = "mailchimp"
 
     def __init__(
         self,
@@ -300,12 +405,26 @@ class MailchimpError(DMMailError):
         title: str | None = None,
         detail: str | None = None,
         errors: Sequence[Mapping[str, str]] = (),
+        status_code: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(
+            message,
+            status_code=status_code if status_code is not None else status,
+            retry_after=retry_after,
+        )
         self.title = title
         self.detail = detail
         self.errors = tuple(dict(error) for error in errors)
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status: the same as ``status_code`` (the older name of it)."""
+        return self.status_code
+
+    @status.setter
+    def status(self, value: int | None) -> None:
+        self.status_code = value
 
 
 class MailchimpAuthError(MailchimpError):
@@ -363,10 +482,18 @@ class MailchimpProtocolError(MailchimpError):
 
 
 class CampaignError(MailchimpError):
-    """``send_campaign`` failed. ``step`` is ``"create"``, ``"content"`` or ``"send"``,
-    ``campaign_id`` the draft it made (None before one existed), ``draft_deleted`` whether
-    that draft was deleted again, and ``checklist`` Mailchimp's unmet send-checklist items.
-    The Mailchimp error is the ``__cause__``; status, title and detail are copied from it."""
+    """``send_campaign`` failed. The Mailchimp error is the ``__cause__``; its status, title,
+    detail and ``transient`` are copied here.
+
+    :param step: ``"create"``, ``"content"`` or ``"send"`` (kept as ``step``).
+    :param campaign_id: the draft it made (None before one existed).
+    :param draft_deleted: whether that draft was deleted again.
+    :param checklist: Mailchimp's unmet send-checklist items (kept as a tuple).
+    :param transient: the cause's ``transient``: the step's request was retried and trying
+        again later may work.
+
+    ``message``, ``status``, ``title`` and ``detail`` are :class:`MailchimpError`'s.
+    """
 
     def __init__(
         self,

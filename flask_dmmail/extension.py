@@ -14,7 +14,7 @@ from flask import Flask, current_app
 from .announce import Announcer
 from .attachments import Attachment
 from .config import Settings
-from .errors import DMMailError, InvalidPersonalisationError
+from .errors import DMMailError, ExtensionError, InvalidPersonalisationError
 from .notify import (
     NotificationStatus,
     NotifyGateway,
@@ -37,10 +37,6 @@ logger = logging.getLogger("flask_dmmail")
 EXTENSION_KEY = "dmmail"
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-
-class ExtensionError(DMMailError, RuntimeError):
-    """The extension is used the wrong way round (registered twice, not registered, no app)."""
 
 
 class Mailer:

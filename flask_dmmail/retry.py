@@ -1,4 +1,9 @@
-"""The backoff shared by every retry loop (Notify sends and look-ups, Mailchimp calls)."""
+"""The backoff shared by every retry loop (Notify sends and look-ups, Mailchimp calls).
+
+Every loop retries exactly the errors whose ``transient`` is true (see
+:class:`~flask_dmmail.errors.ServiceError`): rate limits and the service being unavailable
+or not answering; a bulk run puts those emails back in its queue instead.
+"""
 
 from __future__ import annotations
 
@@ -11,5 +16,11 @@ BACKOFF_CAP = 30.0
 
 
 def backoff_delay(attempt: int, base: float) -> float:
-    """Exponential backoff with full jitter: uniform in [0, base * 2**(attempt-1)], capped."""
+    """Exponential backoff with full jitter: uniform in [0, base * 2**(attempt-1)], capped
+    at :data:`BACKOFF_CAP`.
+
+    :param attempt: the attempt that just failed, from 1.
+    :param base: the first attempt's largest wait, in seconds (``DM_NOTIFY_RETRY_BACKOFF``,
+        ``DM_MAILCHIMP_RETRY_BACKOFF``).
+    """
     return random.uniform(0, min(BACKOFF_CAP, base * 2 ** (attempt - 1)))

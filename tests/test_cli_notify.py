@@ -350,7 +350,8 @@ def test_every_command_has_help_with_examples(run: Callable[..., Result], name: 
 
 def test_no_command_takes_an_api_key_argument() -> None:
     for name in ("send", "preview", "status", "outbox", "sandbox"):
-        command = dmmail_cli.commands[name]
+        command = dmmail_cli.get_command(click.Context(dmmail_cli), name)
+        assert command is not None
         for param in command.params:
             assert "key" not in (param.name or "").lower(), (name, param.name)
             assert isinstance(param, click.Option | click.Argument)

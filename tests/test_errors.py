@@ -162,7 +162,7 @@ def test_each_notify_answer_maps_to_its_type(
     assert mapped.status_code == status
     assert mapped.error_class == error_class
     assert isinstance(mapped, DMMailError)
-    assert mapped.transient is (error in (RateLimitError, DailyLimitError, NotifyUnavailableError))
+    assert mapped.transient is (error in (RateLimitError, NotifyUnavailableError))
 
 
 def test_no_answer_at_all_is_unavailable(mailer: Mailer, sandbox: Sandbox) -> None:

@@ -101,7 +101,7 @@ def test_the_daily_limit_is_not_retried(make_app: Callable[..., Flask], sandbox:
     mailer.send("p@example.gov.uk", "welcome", PERSONAL)
     with pytest.raises(DailyLimitError) as raised:
         mailer.send("q@example.gov.uk", "welcome", PERSONAL)
-    assert raised.value.transient
+    assert not raised.value.transient and raised.value.attempts == 1
     assert len(sandbox.state.outbox()) == 1
 
 

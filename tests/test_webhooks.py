@@ -167,6 +167,29 @@ def test_a_missing_or_wrong_token_is_401_and_not_echoed(
     assert ADDRESS.lower() not in text.lower()
 
 
+@pytest.mark.parametrize(
+    "given",
+    [TOKEN[:-1], TOKEN + "0", TOKEN[:-1] + "X", TOKEN[:-1] + "\u00e9", "\u00e9" * len(TOKEN)],
+    ids=["shorter", "longer", "same-length", "non-ascii-end", "non-ascii"],
+)
+def test_both_endpoints_refuse_a_near_miss_token_through_the_one_comparison(
+    make_app: Callable[..., Flask], given: str
+) -> None:
+    # Notify's bearer token and the token in Mailchimp's webhook URL go through the same
+    # comparison: a token one character short, long or wrong, or not ASCII, is refused
+    # by both (and the right token accepted), never a 500.
+    app = make_app(DM_NOTIFY_CALLBACK_TOKEN=TOKEN, DM_MAILCHIMP_WEBHOOK_TOKEN=TOKEN)
+    client = app.test_client()
+    mailchimp = "/_dmmail/callbacks/mailchimp/"
+    assert client.post(NOTIFY_CALLBACKS_PATH, json=RECEIPT, headers=auth()).status_code == 204
+    assert client.get(mailchimp + TOKEN).status_code == 200
+    with status_changes() as got:
+        refused = client.post(NOTIFY_CALLBACKS_PATH, json=RECEIPT, headers=auth(given))
+        assert refused.status_code == 401
+        assert client.get(mailchimp + given).status_code == 404
+    assert got == []
+
+
 def test_without_a_configured_token_nothing_is_mounted(make_app: Callable[..., Flask]) -> None:
     app = make_app()
     response = app.test_client().post(NOTIFY_CALLBACKS_PATH, json=RECEIPT, headers=auth())
