@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from os import PathLike
@@ -14,7 +15,7 @@ from flask import Flask, current_app
 from .announce import Announcer
 from .attachments import Attachment
 from .config import Settings
-from .errors import DMMailError, ExtensionError, InvalidPersonalisationError
+from .errors import ExtensionError, InvalidPersonalisationError
 from .notify import (
     NotificationStatus,
     NotifyGateway,
@@ -160,23 +161,21 @@ class Mailer:
 
     def prepare(
         self,
-        to: object,
-        template: object,
-        personalisation: object = None,
+        to: str,
+        template: str,
+        personalisation: Mapping[str, Any] | None = None,
         *,
-        reference: object = None,
-        reply_to_id: object = None,
-        one_click_unsubscribe_url: object = None,
-        scheduled_for: object = None,
-        sanitise_content_for: object = None,
+        reference: str | None = None,
+        reply_to_id: str | None = None,
+        one_click_unsubscribe_url: str | None = None,
+        scheduled_for: datetime | str | None = None,
+        sanitise_content_for: Sequence[str] | None = None,
     ) -> PreparedEmail:
         """Check one email and work out its reference and redirect, without sending it.
 
         The parameters are those of :meth:`send` (without ``allow_resend``); see
         :meth:`~flask_dmmail.pipeline.SendPipeline.prepare`.
         """
-        # The annotations are object, not send's, while flask_dmmail.bulk passes rows of any
-        # type here; once it calls pipeline.prepare, they become send's.
         return self.pipeline.prepare(
             to,
             template,
@@ -205,28 +204,6 @@ class Mailer:
         """
         return self.pipeline.send_prepared(email, allow_resend=allow_resend, on_retry=on_retry)
 
-    # Kept for flask_dmmail.bulk until it moves to the pipeline (pipeline.recovered,
-    # announce.failed, announce.skipped).
-
-    def _sent(
-        self,
-        email: PreparedEmail,
-        sent: SentEmail,
-        *,
-        attempt: int | None,
-        duration_ms: float | None,
-        recovered: bool,
-    ) -> None:
-        self.pipeline._sent(
-            email, sent, attempt=attempt, duration_ms=duration_ms, recovered=recovered
-        )
-
-    def _skipped(self, email: PreparedEmail) -> None:
-        self.announce.skipped(email)
-
-    def _failed(self, error: DMMailError, email: PreparedEmail | None, *, attempt: int) -> None:
-        self.announce.failed(error, email, attempt=attempt)
-
     def send_bulk(
         self,
         template: str,
@@ -240,6 +217,8 @@ class Mailer:
         progress: Callable[[BulkProgress], None] | None = None,
         sanitise_content_for: Sequence[str] | None = None,
         check_notify: bool = False,
+        stop: threading.Event | None = None,
+        abandon: threading.Event | None = None,
     ) -> BulkReport:
         """Send ``template`` to every recipient exactly once at Notify's rate limit,
         resumable through ``journal``: see :func:`flask_dmmail.bulk.send_bulk`."""
@@ -257,6 +236,8 @@ class Mailer:
             progress=progress,
             sanitise_content_for=sanitise_content_for,
             check_notify=check_notify,
+            stop=stop,
+            abandon=abandon,
         )
 
     # -- reading ---------------------------------------------------------------------------

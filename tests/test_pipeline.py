@@ -46,12 +46,6 @@ def test_send_takes_the_parameters_of_prepare_and_allow_resend(
     assert _shape(owner.send, without="allow_resend") == _shape(owner.prepare)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Mailer.prepare takes object while flask_dmmail.bulk passes it rows of any type; "
-    "once bulk calls pipeline.prepare, Mailer.prepare takes send's annotations (then remove "
-    "this marker)",
-)
 def test_send_and_prepare_share_one_typed_signature() -> None:
     send = inspect.signature(Mailer.send).parameters
     prepare = inspect.signature(Mailer.prepare).parameters

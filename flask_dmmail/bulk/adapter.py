@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .. import signals
 from ..errors import DMMailError, NotifyError
-from ..notify import NotificationStatus, PreparedEmail, SentEmail, sent_email_from_status
+from ..notify import NotificationStatus, PreparedEmail, SentEmail
 from ..validation import check_template_name
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ class MailerAdapter:
 
     def __init__(self, mailer: Mailer) -> None:
         self._mailer = mailer
+        self._pipeline = mailer.pipeline
 
     # -- settings --
 
@@ -82,7 +83,7 @@ class MailerAdapter:
         self, recipient: Recipient, template_id: str, sanitise: Sequence[str]
     ) -> PreparedEmail:
         """Check one recipient's email and work out its reference and redirect."""
-        return self._mailer.prepare(
+        return self._pipeline.prepare(
             recipient.to,
             template_id,
             recipient.personalisation,
@@ -91,30 +92,28 @@ class MailerAdapter:
 
     def send(
         self, email: PreparedEmail, on_retry: Callable[[NotifyError, int, float], None]
-    ) -> SentEmail | None:
+    ) -> SentEmail:
         """Post a prepared email with the send path's retries, log lines and signals."""
-        return self._mailer.send_prepared(email, on_retry=on_retry)
+        return self._pipeline.deliver(email, on_retry=on_retry)
 
     def find(self, reference: str) -> NotificationStatus | None:
         """Notify's notification with this reference, whatever its status (one request)."""
-        return self._mailer.notify.find_reference(reference)
+        return self._pipeline.find_reference(reference)
 
     # -- announcing outcomes (log lines and signals, as the send path does) --
 
     def recovered(self, email: PreparedEmail, found: NotificationStatus) -> SentEmail:
         """An email this run posted and Notify stored although the send failed (the
         send path's last lookup failed too): logged and signalled as the send path does."""
-        sent = sent_email_from_status(email, found, self._mailer.notify.base_url)
-        self._mailer._sent(email, sent, attempt=None, duration_ms=None, recovered=True)
-        return sent
+        return self._pipeline.recovered(email, found)
 
     def skipped(self, email: PreparedEmail) -> None:
         """An email skipped because it was already sent."""
-        self._mailer._skipped(email)
+        self._pipeline.announce.skipped(email)
 
     def failed(self, error: DMMailError) -> None:
         """A recipient refused before anything was sent."""
-        self._mailer._failed(error, None, attempt=0)
+        self._pipeline.announce.failed(error, None, attempt=0)
 
     def finished(self, report: BulkReport) -> None:
         """The run ended: the ``bulk_finished`` signal."""

@@ -224,7 +224,6 @@ class SenderPool:
             return Result(work, "abort", error=error)
         except DMMailError as error:
             return Result(work, "failed", error=error)
-        assert sent is not None
         return Result(work, "sent", sent=sent, latency=time.monotonic() - started)
 
     def on_retry(self, error: NotifyError, attempt: int, delay: float) -> None:
