@@ -233,14 +233,14 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
             raise MailchimpProblem(
                 401, "API Key Missing", "Your request did not include an API key."
             )
-        if not state.key_is_valid(key, bearer=bearer):
+        if not state.key_store.key_is_valid(key, bearer=bearer):
             raise MailchimpProblem(
                 401,
                 "API Key Invalid",
                 "Your API key may be invalid, or you've attempted to access the wrong datacenter.",
             )
         if request.environ.get(_COUNTED) is None and not request.environ.get(_BATCH_OPERATION):
-            if not state.enter_request(key):
+            if not state.key_store.enter_request(key):
                 raise _too_many(state)
             g.mc_key = key
 
@@ -248,12 +248,12 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
     def leave(_exc: BaseException | None) -> None:
         key = g.pop("mc_key", None)
         if key is not None:
-            state.leave_request(key)
+            state.key_store.leave_request(key)
 
     @bp.after_request
     def stamp(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("mc_request_id") or str(uuid.uuid4())
-        state.flush_webhooks()
+        state.webhook_store.flush_webhooks()
         return response
 
     @bp.errorhandler(MailchimpProblem)
@@ -287,7 +287,9 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
                 "username": "sandbox",
                 "role": "owner",
                 "pricing_plan_type": "monthly",
-                "total_subscribers": sum(x["stats"]["member_count"] for x in state.lists()),
+                "total_subscribers": sum(
+                    x["stats"]["member_count"] for x in state.list_store.lists()
+                ),
                 "_links": [{"rel": "self", "href": f"{_base()}/", "method": "GET"}],
             }
         )
@@ -301,9 +303,9 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
     @route("/lists", ("GET", "POST"))
     def lists() -> Response:
         if request.method == "POST":
-            return _json(state.api_create_list(_body(), _base()))
+            return _json(state.list_store.api_create_list(_body(), _base()))
         return _json(
-            state.get_lists(
+            state.list_store.get_lists(
                 _base(),
                 count=_int_arg("count", 10, maximum=MAX_COUNT),
                 offset=_int_arg("offset", 0),
@@ -315,14 +317,14 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
     @route("/lists/<list_id>", ("GET", "POST", "PATCH", "DELETE"))
     def one_list(list_id: str) -> Response:
         if request.method == "POST":
-            return _json(state.batch_members(list_id, _body(), _base()))
+            return _json(state.collection_store.batch_members(list_id, _body(), _base()))
         if request.method == "PATCH":
-            return _json(state.update_list(list_id, _body(), _base()))
+            return _json(state.list_store.update_list(list_id, _body(), _base()))
         if request.method == "DELETE":
-            state.delete_list(list_id)
+            state.list_store.delete_list(list_id)
             return _no_content()
         return _json(
-            state.get_list(
+            state.list_store.get_list(
                 list_id, _base(), include_total_contacts=_bool_arg("include_total_contacts")
             )
         )
@@ -330,10 +332,10 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
     @route("/lists/<list_id>/members", ("GET", "POST"))
     def members(list_id: str) -> Response:
         if request.method == "POST":
-            return _json(state.add_member(list_id, _body(), _base()))
+            return _json(state.member_store.add_member(list_id, _body(), _base()))
         sort_dir = _choice_arg("sort_dir", ("ASC", "DESC")) or "ASC"
         return _json(
-            state.members_page(
+            state.collection_store.members_page(
                 list_id,
                 _base(),
                 count=_int_arg("count", 10, maximum=MAX_COUNT),
@@ -356,47 +358,47 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
     @route("/lists/<list_id>/members/<key>", ("GET", "PUT", "PATCH", "DELETE"))
     def member(list_id: str, key: str) -> Response:
         if request.method == "PUT":
-            return _json(state.set_member(list_id, key, _body(), _base()))
+            return _json(state.member_store.set_member(list_id, key, _body(), _base()))
         if request.method == "PATCH":
-            return _json(state.update_member(list_id, key, _body(), _base()))
+            return _json(state.member_store.update_member(list_id, key, _body(), _base()))
         if request.method == "DELETE":
-            state.archive_member(list_id, key)
+            state.member_store.archive_member(list_id, key)
             return _no_content()
-        return _json(state.get_member(list_id, key, _base()))
+        return _json(state.member_store.get_member(list_id, key, _base()))
 
     @route("/lists/<list_id>/members/<key>/actions/delete-permanent", ("POST",))
     def delete_permanent(list_id: str, key: str) -> Response:
-        state.delete_member_permanent(list_id, key)
+        state.member_store.delete_member_permanent(list_id, key)
         return _no_content()
 
     @route("/lists/<list_id>/members/<key>/tags", ("GET", "POST"))
     def member_tags(list_id: str, key: str) -> Response:
         if request.method == "POST":
-            state.update_member_tags(list_id, key, _body())
+            state.member_store.update_member_tags(list_id, key, _body())
             return _no_content()
-        return _json(state.get_member_tags(list_id, key, _base()))
+        return _json(state.member_store.get_member_tags(list_id, key, _base()))
 
     @route("/lists/<list_id>/webhooks", ("GET", "POST"))
     def webhooks(list_id: str) -> Response:
         if request.method == "POST":
-            return _json(state.create_webhook(list_id, _body(), _base()))
-        return _json(state.get_webhooks(list_id, _base()))
+            return _json(state.webhook_store.create_webhook(list_id, _body(), _base()))
+        return _json(state.webhook_store.get_webhooks(list_id, _base()))
 
     @route("/lists/<list_id>/webhooks/<webhook_id>", ("GET", "DELETE"))
     def webhook(list_id: str, webhook_id: str) -> Response:
         if request.method == "DELETE":
-            state.delete_webhook(list_id, webhook_id)
+            state.webhook_store.delete_webhook(list_id, webhook_id)
             return _no_content()
-        return _json(state.get_webhook(list_id, webhook_id, _base()))
+        return _json(state.webhook_store.get_webhook(list_id, webhook_id, _base()))
 
     # ---- campaigns
 
     @route("/campaigns", ("GET", "POST"))
     def campaigns() -> Response:
         if request.method == "POST":
-            return _json(state.create_campaign(_body(), _base()))
+            return _json(state.campaign_store.create_campaign(_body(), _base()))
         return _json(
-            state.list_campaigns(
+            state.campaign_store.list_campaigns(
                 _base(),
                 count=_int_arg("count", 10, maximum=MAX_COUNT),
                 offset=_int_arg("offset", 0),
@@ -411,35 +413,35 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
     @route("/campaigns/<campaign_id>", ("GET", "PATCH", "DELETE"))
     def campaign(campaign_id: str) -> Response:
         if request.method == "PATCH":
-            return _json(state.update_campaign(campaign_id, _body(), _base()))
+            return _json(state.campaign_store.update_campaign(campaign_id, _body(), _base()))
         if request.method == "DELETE":
-            state.delete_campaign(campaign_id)
+            state.campaign_store.delete_campaign(campaign_id)
             return _no_content()
-        return _json(state.get_campaign(campaign_id, _base()))
+        return _json(state.campaign_store.get_campaign(campaign_id, _base()))
 
     @route("/campaigns/<campaign_id>/content", ("GET", "PUT"))
     def content(campaign_id: str) -> Response:
         if request.method == "PUT":
-            return _json(state.set_content(campaign_id, _body(), _base()))
-        return _json(state.get_content(campaign_id, _base()))
+            return _json(state.campaign_store.set_content(campaign_id, _body(), _base()))
+        return _json(state.campaign_store.get_content(campaign_id, _base()))
 
     @route("/campaigns/<campaign_id>/send-checklist", ("GET",))
     def send_checklist(campaign_id: str) -> Response:
-        return _json(state.send_checklist(campaign_id, _base()))
+        return _json(state.campaign_store.send_checklist(campaign_id, _base()))
 
     @route("/campaigns/<campaign_id>/actions/send", ("POST",))
     def send(campaign_id: str) -> Response:
-        state.send_campaign(campaign_id)
+        state.campaign_store.send_campaign(campaign_id)
         return _no_content()
 
     @route("/campaigns/<campaign_id>/actions/schedule", ("POST",))
     def schedule(campaign_id: str) -> Response:
-        state.schedule_campaign(campaign_id, _body())
+        state.campaign_store.schedule_campaign(campaign_id, _body())
         return _no_content()
 
     @route("/campaigns/<campaign_id>/actions/unschedule", ("POST",))
     def unschedule(campaign_id: str) -> Response:
-        state.unschedule_campaign(campaign_id)
+        state.campaign_store.unschedule_campaign(campaign_id)
         return _no_content()
 
     # ---- batches
@@ -450,9 +452,11 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
             app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
             root = request.url_root.rstrip("/")
             dispatch = _batch_dispatcher(app, request.headers.get("Authorization", ""), root)
-            return _json(state.start_batch(_body(), _base(), root=root, dispatch=dispatch))
+            return _json(
+                state.batch_store.start_batch(_body(), _base(), root=root, dispatch=dispatch)
+            )
         return _json(
-            state.get_batches(
+            state.batch_store.get_batches(
                 _base(),
                 count=_int_arg("count", 10, maximum=MAX_COUNT),
                 offset=_int_arg("offset", 0),
@@ -462,24 +466,24 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
     @route("/batches/<batch_id>", ("GET", "DELETE"))
     def batch(batch_id: str) -> Response:
         if request.method == "DELETE":
-            state.delete_batch(batch_id)
+            state.batch_store.delete_batch(batch_id)
             return _no_content()
-        return _json(state.get_batch(batch_id, _base()))
+        return _json(state.batch_store.get_batch(batch_id, _base()))
 
     @route("/batch-webhooks", ("GET", "POST"))
     def batch_webhooks() -> Response:
         if request.method == "POST":
-            return _json(state.create_batch_webhook(_body(), _base()))
-        return _json(state.get_batch_webhooks(_base()))
+            return _json(state.webhook_store.create_batch_webhook(_body(), _base()))
+        return _json(state.webhook_store.get_batch_webhooks(_base()))
 
     @route("/batch-webhooks/<hook_id>", ("GET", "PATCH", "DELETE"))
     def batch_webhook(hook_id: str) -> Response:
         if request.method == "PATCH":
-            return _json(state.update_batch_webhook(hook_id, _body(), _base()))
+            return _json(state.webhook_store.update_batch_webhook(hook_id, _body(), _base()))
         if request.method == "DELETE":
-            state.delete_batch_webhook(hook_id)
+            state.webhook_store.delete_batch_webhook(hook_id)
             return _no_content()
-        return _json(state.get_batch_webhook(hook_id, _base()))
+        return _json(state.webhook_store.get_batch_webhook(hook_id, _base()))
 
     # ---- everything else under /3.0: 405 for a known path, else 404
 
@@ -520,7 +524,7 @@ def mailchimp_downloads_blueprint(state: MailchimpState) -> Blueprint:
 
     @bp.get("/batches/<batch_id>.tar.gz")
     def batch_results(batch_id: str) -> Response:
-        archive = state.batch_archive(batch_id)
+        archive = state.batch_store.batch_archive(batch_id)
         if archive is None:
             return Response(_S3_NOT_FOUND, status=404, content_type="application/xml")
         return Response(archive, content_type="application/gzip")
@@ -616,9 +620,9 @@ class ConnectionLimit:
         if path != self.prefix and not path.startswith(self.prefix + "/"):
             return self.app(environ, start_response)
         key, bearer = _environ_credentials(environ)
-        if not key or not self.state.key_is_valid(key, bearer=bearer):
+        if not key or not self.state.key_store.key_is_valid(key, bearer=bearer):
             return self.app(environ, start_response)  # the blueprint answers 401
-        if not self.state.enter_request(key):
+        if not self.state.key_store.enter_request(key):
             problem = _too_many(self.state)
             instance = str(uuid.uuid4())
             response = Response(
@@ -632,9 +636,9 @@ class ConnectionLimit:
         try:
             result = self.app(environ, start_response)
         except BaseException:
-            self.state.leave_request(key)
+            self.state.key_store.leave_request(key)
             raise
-        return ClosingIterator(result, [lambda: self.state.leave_request(key)])
+        return ClosingIterator(result, [lambda: self.state.key_store.leave_request(key)])
 
 
 def _too_many(state: MailchimpState) -> MailchimpProblem:
