@@ -1,7 +1,7 @@
 """The Mailchimp Marketing API v3 half of the sandbox (served under ``/3.0``).
 
 :class:`MailchimpState` holds audiences, members, webhooks, campaigns and batches in memory, in
-stores that share one lock (see :mod:`.state` for the map of modules);
+stores that share one lock (``state.py`` has the map of modules);
 :func:`mailchimp_blueprint` serves them to the official ``mailchimp_marketing`` client, and
 :func:`mailchimp_downloads_blueprint` serves finished batches' results (not under ``/3.0``).
 """

@@ -1,21 +1,23 @@
 """The Mailchimp half of the sandbox's state: one account, kept in stores that share one lock.
 
 :class:`MailchimpState` owns the lock, the settings (clock, connection cap, plan cap, timings)
-and the stores, each in a module of its own:
+and the stores, each in a module of its own in this package:
 
-- :attr:`~MailchimpState.key_store` (:mod:`.auth`): API keys, access tokens, the connection cap;
-- :attr:`~MailchimpState.list_store` (:mod:`.lists`): audiences and their settings;
-- :attr:`~MailchimpState.member_store` (:mod:`.members`): one member at a time;
-- :attr:`~MailchimpState.collection_store` (:mod:`.member_collection`): many members at a time
-  (batch subscribe, bulk load, pages);
-- :attr:`~MailchimpState.webhook_store` (:mod:`.webhooks`): webhooks and their deliveries;
-- :attr:`~MailchimpState.campaign_store` (:mod:`.campaigns`): campaigns, sending, scheduling;
-- :attr:`~MailchimpState.batch_store` (:mod:`.batches`): batch operations and their results.
+- ``key_store`` (``auth.py``): API keys, access tokens, the connection cap;
+- ``list_store`` (``lists.py``): audiences and their settings;
+- ``member_store`` (``members.py``): one member at a time;
+- ``collection_store`` (``member_collection.py``): many members at a time (batch subscribe,
+  bulk load, pages);
+- ``webhook_store`` (``webhooks.py``): audience and batch webhooks, and their deliveries;
+- ``campaign_store`` (``campaigns.py``, with ``campaign_content.py``): campaigns, sending,
+  scheduling;
+- ``batch_store`` (``batches.py``): batch operations and their results.
 
-Business rules (statuses, compliance, forgotten addresses, the send checklist) live in the
-stores, so tests and benchmarks can drive the state without HTTP; :mod:`.api` only parses
-requests and renders answers, calling the stores. The few methods here are what the rest of the
-sandbox, tests and benchmarks call: seeding, resetting, and shortcuts to the stores.
+The records they keep are in ``models.py``, their JSON in ``serialise.py``. Business rules
+(statuses, compliance, forgotten addresses, the send checklist) live in the stores, so tests and
+benchmarks can drive the state without HTTP; ``api.py`` only parses requests and renders
+answers, calling the stores. The few methods here are what the rest of the sandbox, tests and
+benchmarks call: seeding, resetting, and shortcuts to the stores.
 """
 
 from __future__ import annotations
@@ -108,13 +110,21 @@ class MailchimpState:
             "batch_file_size": batch_file_size,
             "deliver_webhooks": deliver_webhooks,
         }
+        #: The account's own API key.
         self.api_key: str = api_key or f"{secrets.token_hex(16)}-us5"
+        #: API keys, access tokens and the per-key connection count.
         self.key_store = KeyStore(self)
+        #: The audiences.
         self.list_store = ListStore(self)
+        #: Members one at a time (lifecycle, tags, forgetting, the fake rule).
         self.member_store = MemberStore(self)
+        #: Members many at a time (batch subscribe, bulk load, pages).
         self.collection_store = MemberCollectionStore(self)
+        #: Audience and batch webhooks, and their deliveries.
         self.webhook_store = WebhookStore(self)
+        #: Campaigns and the campaigns sent.
         self.campaign_store = CampaignStore(self)
+        #: Batch operations and the worker that runs them.
         self.batch_store = BatchStore(self)
         self.reset()
 
@@ -138,7 +148,13 @@ class MailchimpState:
             self.member_store.reset()
 
     def seed(self, mapping: Mapping[str, Any]) -> None:
-        """Load audiences (and their members) from a mapping; see :func:`.seeding.seed`."""
+        """Load audiences (and their members) from a mapping.
+
+        Accepts ``{"mailchimp": {...}}`` or the inner part: ``{"lists": [{"id", "name",
+        "members": ["a@x.org" | {"email_address", "status", "merge_fields", "tags"}]}],
+        "fake_rule": bool | {"enabled", "domains", "addresses"}}``; a ValueError names what is
+        wrong with it.
+        """
         seeding.seed(self, mapping)
 
     def close(self) -> None:
@@ -166,8 +182,12 @@ class MailchimpState:
     # ----------------------------------------------------------------- shortcuts: audiences
 
     def create_list(self, name: str, *, list_id: str | None = None, **fields: Any) -> str:
-        """Create an audience without HTTP (no plan cap); returns its id. ``fields`` are
-        :meth:`.lists.ListStore.create_list`'s settings."""
+        """Create an audience without HTTP (no plan cap); returns its id.
+
+        ``list_id`` may be chosen by the caller; it must not contain "server", which the
+        official client rewrites. ``fields`` are the audience's settings (``contact``,
+        ``permission_reminder``, ``campaign_defaults``, ``email_type_option``, ...).
+        """
         return self.list_store.create_list(name, list_id=list_id, **fields)
 
     def ensure_list(self, list_id: str | None, name: str, **fields: Any) -> str:
@@ -187,8 +207,12 @@ class MailchimpState:
         domains: Iterable[str] | None = None,
         addresses: Iterable[str] | None = None,
     ) -> None:
-        """Switch the "looks fake or invalid" rule (see
-        :meth:`.members.MemberStore.set_fake_rule`)."""
+        """Switch the "looks fake or invalid" rule (off by default).
+
+        When on, addresses at ``domains`` (default: example.com, test.com and the like), at the
+        reserved ``.test``/``.example``/``.invalid``/``.localhost`` TLDs, and the exact
+        ``addresses`` are refused with Mailchimp's "looks fake or invalid" detail.
+        """
         self.member_store.set_fake_rule(enabled, domains=domains, addresses=addresses)
 
     def add_members(
@@ -201,8 +225,12 @@ class MailchimpState:
         tags: Sequence[str] | None = None,
         compliance: bool | None = None,
     ) -> int:
-        """Bulk-load members without HTTP or validation; returns how many were new. See
-        :meth:`.member_collection.MemberCollectionStore.add_members`."""
+        """Bulk-load members without HTTP or validation; returns how many were new.
+
+        Existing members are left alone. ``compliance`` marks the members as having
+        unsubscribed themselves (default: True for ``unsubscribed`` and ``cleaned``), so
+        subscribing them through the API gives "Member In Compliance State".
+        """
         return self.collection_store.add_members(
             list_id,
             emails,
