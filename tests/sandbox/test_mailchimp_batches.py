@@ -21,7 +21,8 @@ import requests
 from mailchimp_marketing.api_client import ApiClientError
 
 from flask_dmmail.sandbox.mailchimp import MailchimpState, subscriber_hash
-from flask_dmmail.sandbox.mailchimp.state import BATCH_STATUSES, iso
+from flask_dmmail.sandbox.mailchimp.batches import BATCH_STATUSES
+from flask_dmmail.sandbox.mailchimp.models import iso
 from tests.sandbox.mailchimp_helpers import MailchimpServer, make_client, problem
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")

@@ -1,7 +1,9 @@
-"""Mailchimp's RFC 7807 problem details: the error type and the exact texts the API uses."""
+"""Mailchimp's RFC 7807 problem details: the error type and the exact texts the API uses,
+and the body checks every resource shares (an object body, a URL, a schema error entry)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +18,9 @@ __all__ = [
     "looks_fake",
     "member_exists",
     "not_found",
+    "require_object",
+    "require_url",
+    "schema_error",
 ]
 
 ERRORS_TYPE = "https://mailchimp.com/developer/marketing/docs/errors/"
@@ -133,3 +138,27 @@ def type_name(value: object) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
+
+
+def schema_error(field_name: str, expected: str, value: Any) -> dict[str, str]:
+    """One entry of an ``errors`` array: ``value`` is not of the ``expected`` JSON type."""
+    return {
+        "field": field_name,
+        "message": f"Schema describes {expected}, {type_name(value)} found instead",
+    }
+
+
+def require_object(body: Any) -> dict[str, Any]:
+    """``body`` if it is a JSON object; the schema problem otherwise."""
+    if not isinstance(body, dict):
+        raise schema_mismatch("", "object", type_name(body))
+    return body
+
+
+def require_url(url: Any) -> str:
+    """``url`` if it is an http(s) URL; Mailchimp's "valid URL" problem otherwise."""
+    if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url):
+        raise invalid_resource(
+            errors=[{"field": "url", "message": "This value should be a valid URL."}]
+        )
+    return url

@@ -1,0 +1,222 @@
+"""How audiences and members look in the API's JSON.
+
+:func:`list_json` and :func:`member_json` turn the stores' records into the objects Mailchimp
+sends (field for field, in Mailchimp's order); :func:`member_json` can build only some top-level
+keys, the fast path for a members page asked for with ``fields``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any, Final
+
+from .models import ListRecord, MemberRecord, iso
+
+__all__ = [
+    "DEFAULT_MERGE_FIELDS",
+    "collection_links",
+    "list_json",
+    "member_json",
+    "unique_email_id",
+]
+
+DEFAULT_MERGE_FIELDS: Final = ("FNAME", "LNAME", "ADDRESS", "PHONE", "BIRTHDAY")
+
+
+def list_json(lst: ListRecord, base: str, *, include_total: bool) -> dict[str, Any]:
+    """The audience as the API shows it; ``stats.total_contacts`` only if ``include_total``."""
+    counts = lst.counts
+    stats: dict[str, Any] = {
+        "member_count": counts["subscribed"],
+        "unsubscribe_count": counts["unsubscribed"],
+        "cleaned_count": counts["cleaned"],
+        "member_count_since_send": counts["subscribed"],
+        "unsubscribe_count_since_send": 0,
+        "cleaned_count_since_send": 0,
+        "campaign_count": lst.campaign_count,
+        "campaign_last_sent": iso(lst.campaign_last_sent),
+        "merge_field_count": len(DEFAULT_MERGE_FIELDS),
+        "avg_sub_rate": 0,
+        "avg_unsub_rate": 0,
+        "target_sub_rate": 0,
+        "open_rate": 0,
+        "click_rate": 0,
+        "last_sub_date": iso(lst.last_sub),
+        "last_unsub_date": iso(lst.last_unsub),
+    }
+    if include_total:
+        stats["total_contacts"] = len(lst.members)
+    s = lst.settings
+    href = f"{base}/lists/{lst.id}"
+    return {
+        "id": lst.id,
+        "web_id": lst.web_id,
+        "name": lst.name,
+        "contact": dict(s["contact"]),
+        "permission_reminder": s["permission_reminder"],
+        "use_archive_bar": s["use_archive_bar"],
+        "campaign_defaults": dict(s["campaign_defaults"]),
+        "notify_on_subscribe": s["notify_on_subscribe"],
+        "notify_on_unsubscribe": s["notify_on_unsubscribe"],
+        "date_created": iso(lst.created),
+        "list_rating": 0,
+        "email_type_option": s["email_type_option"],
+        "subscribe_url_short": f"http://eepurl.com/{lst.id[:6]}",
+        "subscribe_url_long": f"https://sandbox.us5.list-manage.com/subscribe?id={lst.id}",
+        "beamer_address": f"us5-{lst.id}@inbound.mailchimp.com",
+        "visibility": s["visibility"],
+        "double_optin": s["double_optin"],
+        "has_welcome": False,
+        "marketing_permissions": s["marketing_permissions"],
+        "modules": [],
+        "stats": stats,
+        "_links": [
+            {"rel": "self", "href": href, "method": "GET"},
+            {"rel": "parent", "href": f"{base}/lists", "method": "GET"},
+            {"rel": "update", "href": href, "method": "PATCH"},
+            {"rel": "batch-sub-unsub-members", "href": href, "method": "POST"},
+            {"rel": "delete", "href": href, "method": "DELETE"},
+            {"rel": "members", "href": f"{href}/members", "method": "GET"},
+            {"rel": "webhooks", "href": f"{href}/webhooks", "method": "GET"},
+        ],
+    }
+
+
+def unique_email_id(lst: ListRecord, m: MemberRecord) -> str:
+    """The member's ``unique_email_id``: fixed for an address in an audience."""
+    return hashlib.md5(f"{lst.id}:{m.hash}".encode(), usedforsecurity=False).hexdigest()[:10]
+
+
+def member_json(
+    lst: ListRecord, m: MemberRecord, base: str, keys: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """The member as the API shows it; only the top-level ``keys`` when given (fast path
+    for ``fields=members.x``: the full object costs most of a 1,000-member page)."""
+    if keys is not None:
+        return {
+            name: make(lst, m, base)
+            for name, make in _MEMBER_PARTS.items()
+            if name in keys
+            and (
+                name != "unsubscribe_reason"
+                or (m.status == "unsubscribed" and m.unsubscribe_reason)
+            )
+        }
+    merge = _merge(m)
+    full_name = " ".join(
+        str(part) for part in (merge.get("FNAME", ""), merge.get("LNAME", "")) if part
+    )
+    tags = _tags(lst, m)
+    data: dict[str, Any] = {
+        "id": m.hash,
+        "email_address": m.email,
+        "unique_email_id": unique_email_id(lst, m),
+        "contact_id": hashlib.md5(f"contact:{m.hash}".encode(), usedforsecurity=False).hexdigest(),
+        "full_name": full_name,
+        "web_id": 100_000_000 + m.seq,
+        "email_type": m.email_type,
+        "status": m.status,
+        "consents_to_one_to_one_messaging": True,
+        "merge_fields": merge,
+        "stats": {"avg_open_rate": 0, "avg_click_rate": 0},
+        "ip_signup": m.ip_signup,
+        "timestamp_signup": iso(m.signup),
+        "ip_opt": m.ip_opt,
+        "timestamp_opt": iso(m.opt),
+        "member_rating": 2,
+        "last_changed": iso(m.changed),
+        "language": m.language,
+        "vip": m.vip,
+        "email_client": "",
+        "location": {
+            "latitude": 0,
+            "longitude": 0,
+            "gmtoff": 0,
+            "dstoff": 0,
+            "country_code": "",
+            "timezone": "",
+        },
+        "source": "API - Generic",
+        "tags_count": len(tags),
+        "tags": tags,
+        "list_id": lst.id,
+        "_links": _member_links(lst, m, base),
+    }
+    if m.status == "unsubscribed" and m.unsubscribe_reason:
+        data["unsubscribe_reason"] = m.unsubscribe_reason
+    return data
+
+
+def _merge(m: MemberRecord) -> dict[str, Any]:
+    merge: dict[str, Any] = dict.fromkeys(DEFAULT_MERGE_FIELDS, "")
+    if m.merge_fields:
+        merge.update(m.merge_fields)
+    return merge
+
+
+def _full_name(m: MemberRecord) -> str:
+    merge = _merge(m)
+    return " ".join(str(p) for p in (merge.get("FNAME", ""), merge.get("LNAME", "")) if p)
+
+
+def _tags(lst: ListRecord, m: MemberRecord) -> list[dict[str, Any]]:
+    return [{"id": lst.tag_ids[name], "name": name} for name in m.tags] if m.tags else []
+
+
+MemberRecordPart = Callable[[ListRecord, MemberRecord, str], Any]
+
+#: Each top-level key of the member object, in the full object's order, for ``fields``.
+_MEMBER_PARTS: dict[str, MemberRecordPart] = {
+    "id": lambda lst, m, base: m.hash,
+    "email_address": lambda lst, m, base: m.email,
+    "unique_email_id": lambda lst, m, base: unique_email_id(lst, m),
+    "contact_id": lambda lst, m, base: hashlib.md5(
+        f"contact:{m.hash}".encode(), usedforsecurity=False
+    ).hexdigest(),
+    "full_name": lambda lst, m, base: _full_name(m),
+    "web_id": lambda lst, m, base: 100_000_000 + m.seq,
+    "email_type": lambda lst, m, base: m.email_type,
+    "status": lambda lst, m, base: m.status,
+    "consents_to_one_to_one_messaging": lambda lst, m, base: True,
+    "merge_fields": lambda lst, m, base: _merge(m),
+    "stats": lambda lst, m, base: {"avg_open_rate": 0, "avg_click_rate": 0},
+    "ip_signup": lambda lst, m, base: m.ip_signup,
+    "timestamp_signup": lambda lst, m, base: iso(m.signup),
+    "ip_opt": lambda lst, m, base: m.ip_opt,
+    "timestamp_opt": lambda lst, m, base: iso(m.opt),
+    "member_rating": lambda lst, m, base: 2,
+    "last_changed": lambda lst, m, base: iso(m.changed),
+    "language": lambda lst, m, base: m.language,
+    "vip": lambda lst, m, base: m.vip,
+    "email_client": lambda lst, m, base: "",
+    "location": lambda lst, m, base: {
+        "latitude": 0,
+        "longitude": 0,
+        "gmtoff": 0,
+        "dstoff": 0,
+        "country_code": "",
+        "timezone": "",
+    },
+    "source": lambda lst, m, base: "API - Generic",
+    "tags_count": lambda lst, m, base: len(m.tags or ()),
+    "tags": lambda lst, m, base: _tags(lst, m),
+    "list_id": lambda lst, m, base: lst.id,
+    "_links": lambda lst, m, base: _member_links(lst, m, base),
+    "unsubscribe_reason": lambda lst, m, base: m.unsubscribe_reason,
+}
+
+
+def _member_links(lst: ListRecord, m: MemberRecord, base: str) -> list[dict[str, str]]:
+    href = f"{base}/lists/{lst.id}/members/{m.hash}"
+    return [
+        {"rel": "self", "href": href, "method": "GET"},
+        {"rel": "parent", "href": f"{base}/lists/{lst.id}/members", "method": "GET"},
+        {"rel": "update", "href": href, "method": "PATCH"},
+        {"rel": "upsert", "href": href, "method": "PUT"},
+        {"rel": "delete", "href": href, "method": "DELETE"},
+    ]
+
+
+def collection_links(href: str) -> list[dict[str, str]]:
+    return [{"rel": "self", "href": href, "method": "GET"}]
