@@ -134,7 +134,7 @@ class Mailer:
         :param to: the recipient's email address.
         :param template: a name from ``DM_NOTIFY_TEMPLATES`` or a template UUID.
         :param personalisation: the template's placeholders and their values (text, numbers,
-            lists, or a file from :func:`~flask_dmmail.attachments.attachment`).
+            lists, or a file from :func:`~flask_dmmail.attachment`).
         :param reference: the email's reference; by default one derived from the address,
             template and personalisation, so the same email always gets the same one.
         :param reply_to_id: the id of one of the service's reply-to addresses.

@@ -22,11 +22,14 @@ __all__ = ["dmmail_outbox", "notify_sandbox", "record"]
 
 @contextmanager
 def record(app: Flask | None = None) -> Iterator[list[SentEmail]]:
-    """Collect every :class:`SentEmail` sent inside the block (by ``app``, or any app)::
+    """Collect every :class:`~flask_dmmail.SentEmail` sent inside the block (by ``app``, or
+    any app)::
 
-    with record(app) as sent:
-        app.extensions["dmmail"].send("a@example.com", "welcome")
-    assert sent[0].template_id == ...
+        with record(app) as sent:
+            app.extensions["dmmail"].send("a@example.com", "welcome")
+        assert sent[0].template_id == ...
+
+    :param app: only this app's sends; None for every app's.
     """
     sent: list[SentEmail] = []
 

@@ -27,7 +27,8 @@ def create_app(state: SandboxState | None = None, **state_options: Any) -> Flask
 
     Serves Notify's /v2 API, the /_sandbox controls, the outbox page at / and Mailchimp's
     /3.0 API (with finished batches' results under /_sandbox/mailchimp/).
-    ``app.extensions["dmmail_sandbox"]`` is the state; the :class:`FaultMiddleware` (also at
+    ``app.extensions["dmmail_sandbox"]`` is the state; the
+    :class:`~flask_dmmail.sandbox.faults.FaultMiddleware` (also at
     ``app.extensions["dmmail_sandbox_faults"]``) wraps the whole app, so any blueprint
     registered on it later gets the same fault injection.
     """

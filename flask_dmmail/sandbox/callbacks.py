@@ -53,10 +53,11 @@ def receipt_payload(notification: Notification) -> dict[str, Any]:
 class CallbackSender:
     """Post delivery receipts to ``url`` with ``token``, from one background thread.
 
-    Call it with a :class:`Notification` (it is a status listener); receipts for statuses
-    outside :data:`CALLBACK_STATUSES` are not sent. ``retries`` is the number of extra
-    attempts after a retryable failure; the n-th retry waits ``backoff * 2**(n-1)``
-    seconds. At most ``max_queued`` receipts wait; more are dropped with a warning.
+    Call it with a :class:`~flask_dmmail.sandbox.models.Notification` (it is a status
+    listener); receipts for statuses outside :data:`CALLBACK_STATUSES` are not sent.
+    ``retries`` is the number of extra attempts after a retryable failure; the n-th retry
+    waits ``backoff * 2**(n-1)`` seconds. At most ``max_queued`` receipts wait; more are
+    dropped with a warning.
     """
 
     def __init__(

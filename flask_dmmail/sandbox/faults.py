@@ -1,7 +1,7 @@
 """Fault injection, generic by path prefix: what to inject (:class:`FaultConfig`) and how.
 
 ``FaultMiddleware`` asks the state, per request, whether the path is faulty (see
-:meth:`SandboxState.roll_fault <flask_dmmail.sandbox.state.SandboxState.roll_fault>`): it
+:meth:`SandboxState.roll_fault <flask_dmmail.sandbox.SandboxState.roll_fault>`): it
 adds latency, answers 500 without processing, or processes the request (so it is stored)
 and then drops the connection or stalls past the client's timeout. The 500 body depends on
 the path: register one per API with :meth:`FaultMiddleware.add_error_body` (Notify's

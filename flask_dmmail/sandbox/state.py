@@ -59,7 +59,7 @@ class SandboxState:
 
     :param seed: a mapping, or a path to a JSON or YAML file: the Notify part (see
         :class:`~flask_dmmail.sandbox.notify_state.NotifyState`) and a ``mailchimp`` part
-        (see :meth:`MailchimpState.seed <flask_dmmail.sandbox.mailchimp.MailchimpState.seed>`).
+        (see :meth:`flask_dmmail.sandbox.mailchimp.state.MailchimpState.seed`).
         It is applied again on every :meth:`reset`.
     :param faults: the faults injected from the start and after every :meth:`reset`
         (default none).

@@ -1,11 +1,11 @@
 """Webhooks: GOV.UK Notify's delivery receipts and Mailchimp's audience events.
 
-Each endpoint has its own module: :mod:`flask_dmmail.webhooks.notify` answers Notify's
+Each endpoint has its own module: ``flask_dmmail.webhooks.notify`` answers Notify's
 delivery receipts (:func:`notify_callbacks_blueprint`, mounted by ``init_app`` when
-``DM_NOTIFY_CALLBACK_TOKEN`` is set) and :mod:`flask_dmmail.webhooks.mailchimp` Mailchimp's
+``DM_NOTIFY_CALLBACK_TOKEN`` is set) and ``flask_dmmail.webhooks.mailchimp`` Mailchimp's
 unsubscribe and cleaned events (:func:`mailchimp_webhooks_blueprint`, mounted when
 ``DM_MAILCHIMP_WEBHOOK_TOKEN`` is set). What both share, the one constant-time comparison of
-the request's secret and the capped body reader, is in :mod:`flask_dmmail.webhooks.common`.
+the request's secret and the capped body reader, is in ``flask_dmmail.webhooks.common``.
 Every public name can be imported from this package.
 """
 
