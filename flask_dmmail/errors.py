@@ -66,7 +66,7 @@ does not (``TemplateNotFoundError``, ``MemberExistsError``). ``RateLimitError`` 
     └── BulkError                     a bulk send could not start or did not finish (.report)
         ├── JournalError              the journal is another run's, in use, or unreadable
         ├── RecipientsError           the recipients cannot be read (CSV, audience)
-        ├── BulkInterruptedError      stopped by Ctrl-C / SIGTERM; resume with the journal
+        ├── BulkInterruptedError      stopped (stop event, Ctrl-C); resume with the journal
         └── BulkAbortedError          stopped because every other email would fail too
 """
 
@@ -539,8 +539,9 @@ class RecipientsError(BulkError):
 
 
 class BulkInterruptedError(BulkError):
-    """The run was stopped (Ctrl-C or SIGTERM) with the journal consistent: run it again
-    with the same journal and input to finish."""
+    """The run was stopped (its ``stop`` event was set; the command sets it on Ctrl-C or
+    SIGTERM) with the journal consistent: run it again with the same journal and input to
+    finish. ``report`` is None when it stopped while reading the recipients."""
 
 
 class BulkAbortedError(BulkError):
