@@ -105,17 +105,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"base url: {sandbox.url}")
-    print(f"test key: {sandbox.keys.test}")
-    print(f"team key: {sandbox.keys.team}")
-    print(f"live key: {sandbox.keys.live}")
-    print(f"mailchimp key: {sandbox.state.mailchimp.api_key}", flush=True)
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    # Before the keys are printed: whoever reads them may stop the sandbox at once.
     signal.signal(signal.SIGTERM, _on_signal)
+    print(f"base url: {sandbox.url}")
+    print(f"test key: {sandbox.keys.test}")
+    print(f"team key: {sandbox.keys.team}")
+    print(f"live key: {sandbox.keys.live}")
+    print(f"mailchimp key: {sandbox.state.mailchimp.api_key}", flush=True)
     try:
         while not stop.wait(0.5):
             pass
