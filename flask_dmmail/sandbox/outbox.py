@@ -20,7 +20,7 @@ from flask import Blueprint, Response, abort, current_app, render_template, requ
 from markupsafe import Markup
 
 from .guard import host_refusal, remote_client
-from .mailchimp.state import MEMBER_STATUSES
+from .mailchimp.models import MEMBER_STATUSES
 from .models import Notification
 from .render import render_email_html
 from .state import SandboxState
