@@ -58,10 +58,10 @@ import mailchimp_marketing
 import requests
 from mailchimp_marketing.api_client import ApiClientError
 
-from . import signals
-from .config import DEFAULT_MAILCHIMP_BASE_URL
-from .deadline import mailchimp_request
-from .errors import (
+from .. import signals
+from ..config import DEFAULT_MAILCHIMP_BASE_URL
+from ..deadline import mailchimp_request
+from ..errors import (
     CampaignError,
     ConfigurationError,
     ForgottenMemberError,
@@ -82,15 +82,15 @@ from .errors import (
     UnknownAudienceError,
     UnlistedAudienceError,
 )
-from .redaction import redact
-from .references import AddressHasher
-from .retry import backoff_delay
-from .validation import check_email_address, is_unicode
+from ..redaction import redact
+from ..references import AddressHasher
+from ..retry import backoff_delay
+from ..validation import check_email_address, is_unicode
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from .extension import Mailer
+    from ..extension import Mailer
 
 __all__ = [
     "BATCH_SIZE",
