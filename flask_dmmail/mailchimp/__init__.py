@@ -35,7 +35,6 @@ details, so details are scrubbed, and logs and signals carry the Mailer's keyed 
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 import logging
@@ -47,7 +46,6 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
 from heapq import merge
@@ -86,6 +84,16 @@ from ..redaction import redact
 from ..references import AddressHasher
 from ..retry import backoff_delay
 from ..validation import check_email_address, is_unicode
+from .results import (
+    AudienceRef,
+    BulkItem,
+    BulkSubscribeResult,
+    CampaignResult,
+    ForgetResult,
+    Member,
+    SubscribeOutcome,
+    SubscribeResult,
+)
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -159,154 +167,6 @@ def _address_like(match: re.Match[str]) -> str:
     # ``[^delimiters]+@[^delimiters]+`` would match, found without backtracking.
     token = match.group()
     return "<address>" if "@" in token[1:-1] else token
-
-
-# --------------------------------------------------------------------------- results
-
-
-class SubscribeOutcome(enum.StrEnum):
-    """What became of one address."""
-
-    #: Now subscribed (it was new, archived or transactional).
-    SUBSCRIBED = "subscribed"
-    #: Was subscribed already, or pending (waiting for their double opt-in confirmation).
-    ALREADY_SUBSCRIBED = "already subscribed"
-    #: The person unsubscribed (or their address bounced: ``member_status == "cleaned"``).
-    #: Mailchimp will not re-subscribe them through the API: send them to the signup form.
-    UNSUBSCRIBED = "unsubscribed"
-    #: The address was permanently deleted; only a signup form can bring it back.
-    DELETED = "deleted"
-    #: The address is not valid, or Mailchimp says it looks fake.
-    INVALID_ADDRESS = "invalid address"
-    #: Mailchimp refused this one address for another reason (``subscribe_many`` only;
-    #: ``subscribe`` raises a MailchimpError instead).
-    FAILED = "failed"
-
-
-_ON_LIST = frozenset({SubscribeOutcome.SUBSCRIBED, SubscribeOutcome.ALREADY_SUBSCRIBED})
-
-
-@dataclass(frozen=True)
-class SubscribeResult:
-    """The outcome of one subscribe. ``member_status`` is Mailchimp's own status of the
-    member after the call (``subscribed``, ``pending``, ``unsubscribed``, ``cleaned``...;
-    None when there is no member), never one made up here. ``detail`` says why, for the
-    outcomes that are not a subscription, without the address."""
-
-    outcome: SubscribeOutcome
-    list_id: str
-    to_hash: str
-    member_status: str | None
-    unique_email_id: str | None = None
-    detail: str | None = None
-
-    @property
-    def on_list(self) -> bool:
-        """True for ``subscribed`` and ``already subscribed``."""
-        return self.outcome in _ON_LIST
-
-
-@dataclass(frozen=True)
-class BulkItem:
-    """One address of a :meth:`Audiences.subscribe_many` call (the address stays out of
-    ``repr``)."""
-
-    email: str = field(repr=False)
-    outcome: SubscribeOutcome
-    member_status: str | None
-    detail: str | None = None
-
-
-@dataclass(frozen=True)
-class BulkSubscribeResult:
-    """Every address's outcome, in input order (duplicates, compared case-insensitively,
-    are reported once), and the counts per outcome."""
-
-    list_id: str
-    items: tuple[BulkItem, ...] = field(repr=False)
-    counts: Mapping[SubscribeOutcome, int]
-
-    @property
-    def total(self) -> int:
-        return len(self.items)
-
-    @property
-    def failed(self) -> int:
-        """Addresses that were refused (``failed`` and ``invalid address``)."""
-        return self.counts[SubscribeOutcome.FAILED] + self.counts[SubscribeOutcome.INVALID_ADDRESS]
-
-    @property
-    def ok(self) -> bool:
-        """True when no address was refused (opt-outs and deletions are not refusals)."""
-        return self.failed == 0
-
-    def outcome_of(self, email: str) -> SubscribeOutcome:
-        """The outcome for ``email`` (KeyError if it was not in the call)."""
-        wanted = email.strip().lower()
-        for item in self.items:
-            if item.email.lower() == wanted:
-                return item.outcome
-        raise KeyError("that address was not part of this call")
-
-
-@dataclass(frozen=True)
-class Member:
-    """One member of an audience. ``fields`` holds every field that was asked for, as
-    Mailchimp returned it (dotted names like ``merge_fields.FNAME`` stay nested)."""
-
-    email_address: str = field(repr=False)
-    status: str
-    last_changed: str
-    fields: Mapping[str, Any] = field(repr=False)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        """A field by (dotted) name, e.g. ``member.get("merge_fields.FNAME")``."""
-        value: Any = self.fields
-        for part in name.split("."):
-            if not isinstance(value, Mapping) or part not in value:
-                return default
-            value = value[part]
-        return value
-
-
-@dataclass(frozen=True)
-class AudienceRef:
-    """An audience: its list id and name."""
-
-    id: str
-    name: str
-
-
-@dataclass(frozen=True)
-class CampaignResult:
-    """A campaign :meth:`Audiences.send_campaign` sent, or found already sent.
-
-    ``already_sent`` is True when a campaign with the same title had already been sent (or
-    scheduled, or was being sent by another process) to the audience: that one is
-    described and nothing new was sent."""
-
-    campaign_id: str
-    list_id: str
-    title: str
-    status: str
-    emails_sent: int
-    recipient_count: int
-    already_sent: bool
-    web_id: int | None = None
-    archive_url: str | None = None
-
-
-@dataclass(frozen=True)
-class ForgetResult:
-    """The audiences (list ids) an address was permanently deleted from, and those where
-    Mailchimp had no such member (a 404 counts as done)."""
-
-    deleted: tuple[str, ...]
-    not_found: tuple[str, ...]
-
-    @property
-    def audiences(self) -> tuple[str, ...]:
-        return self.deleted + self.not_found
 
 
 # --------------------------------------------------------------------------- errors
