@@ -13,21 +13,7 @@ Outside production (``DM_ENVIRONMENT``) only the audiences of ``DM_MAILCHIMP_AUD
 used at all: any other list id raises ``UnlistedAudienceError`` before any request (see
 :meth:`Audiences.list_id`), listings leave the others out, and no audience is created.
 
-What this module does about the client's quirks (see the reference notes):
-
-* the client's host is fixed and it rewrites ``"server"`` anywhere in the URL, so the host is
-  set on ``client.api_client.host`` after construction and the client's ``server`` is set to
-  ``"server"``, which makes that rewrite a no-op for any host;
-* ``ApiClientError.text`` is a raw JSON string (or a requests exception when there was no
-  answer, ``status_code=None``); an empty or non-JSON body makes the client *return* the
-  ``requests.Response``, even for an error, so every call is checked for that;
-* ``fields`` always goes as a list (a string is joined character by character);
-* the client has no Session and no retries: timeouts, dropped connections, 5xx and 429 are
-  retried here with exponential backoff and full jitter (``DM_MAILCHIMP_RETRIES``), except
-  for the POSTs that would create a second audience or campaign;
-* Mailchimp allows 10 connections per API key: a semaphore per key, shared by every thread
-  and every :class:`Audiences` of this process, keeps at most 10 requests in flight;
-* each thread gets its own client object (the client mutates its config on every call).
+How requests are made and retried, and the client's quirks: :mod:`flask_dmmail.mailchimp.transport`.
 
 Nothing here logs or raises with an address in it: Mailchimp puts the address in its error
 details, so details are scrubbed, and logs and signals carry the Mailer's keyed ``to_hash``.
@@ -35,30 +21,20 @@ details, so details are scrubbed, and logs and signals carry the Mailer's keyed 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
-import threading
-import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import date, datetime
-from functools import partial
 from heapq import merge
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, TypeVar
-
-import mailchimp_marketing
-import requests
-from mailchimp_marketing.api_client import ApiClientError
+from typing import TYPE_CHECKING, Any, Final
 
 from .. import signals
 from ..config import DEFAULT_MAILCHIMP_BASE_URL
-from ..deadline import mailchimp_request
 from ..errors import (
     CampaignError,
     ConfigurationError,
@@ -66,23 +42,15 @@ from ..errors import (
     InvalidEmailAddressError,
     InvalidInputError,
     InvalidMemberAddressError,
-    MailchimpAuthError,
-    MailchimpBadRequestError,
     MailchimpError,
-    MailchimpForbiddenError,
     MailchimpNotFoundError,
     MailchimpProtocolError,
-    MailchimpRateLimitError,
     MailchimpUnavailableError,
-    MailchimpValidationError,
     MemberComplianceError,
-    MemberExistsError,
     UnknownAudienceError,
     UnlistedAudienceError,
 )
-from ..redaction import redact
 from ..references import AddressHasher
-from ..retry import backoff_delay
 from ..validation import check_email_address, is_unicode
 from .checks import (
     _NOT_TEXT,
@@ -105,6 +73,16 @@ from .results import (
     Member,
     SubscribeOutcome,
     SubscribeResult,
+)
+from .transport import (
+    MAX_CONNECTIONS,
+    PAGE_SIZE,
+    Transport,
+    scrub,
+    subscriber_hash,
+)
+from .transport import (
+    map_error as map_error,
 )
 
 if TYPE_CHECKING:
@@ -132,155 +110,17 @@ __all__ = [
 
 logger = logging.getLogger("flask_dmmail")
 
-#: Requests one API key may have in flight (Mailchimp answers 429 past it).
-MAX_CONNECTIONS: Final = 10
-#: Members per page when walking an audience (Mailchimp's maximum).
-PAGE_SIZE: Final = 1000
 #: Members per call of the batch member endpoint (Mailchimp's maximum).
 BATCH_SIZE: Final = 500
 #: What :meth:`Audiences.members` asks for unless told otherwise.
 DEFAULT_MEMBER_FIELDS: Final = ("email_address", "status", "timestamp_opt", "last_changed")
 _HEX_LIST_ID = re.compile(r"^[0-9a-f]{10}$")
-#: A run of the characters an address is made of (one "@" inside makes it address-like).
-_TOKEN = re.compile(r"[^\s<>\"'(),;:\[\]]+")
 _BATCH_TIMEOUT = 120.0
 _LOOKUP_THREADS = 8
 _OVERLAP = 16
 _MAX_OVERLAP = 500  # below PAGE_SIZE, so every page moves the walk on
 _SENT_STATUSES = frozenset({"sending", "sent", "schedule"})
 _DRAFT_STATUSES = frozenset({"save", "paused"})
-_T = TypeVar("_T")
-
-
-def subscriber_hash(email: str) -> str:
-    """Mailchimp's id of a member: md5 of the lower-cased address (not a secret: never log it)."""
-    return hashlib.md5(email.lower().encode("utf-8"), usedforsecurity=False).hexdigest()
-
-
-def scrub(text: str, known: Iterable[str] = ()) -> str:
-    """``text`` with ``known`` addresses (compared case-insensitively) and anything that looks
-    like an address replaced by ``<address>`` (Mailchimp's error details quote the address).
-    Linear in the sizes of ``text`` and ``known`` (see :mod:`flask_dmmail.redaction`)."""
-    return _TOKEN.sub(_address_like, redact(text, known, "<address>"))
-
-
-def _address_like(match: re.Match[str]) -> str:
-    # A run of address characters with an "@" that has something on both sides: what
-    # ``[^delimiters]+@[^delimiters]+`` would match, found without backtracking.
-    token = match.group()
-    return "<address>" if "@" in token[1:-1] else token
-
-
-# --------------------------------------------------------------------------- errors
-
-
-def _problem(text: Any) -> dict[str, Any]:
-    if isinstance(text, dict):
-        return text
-    if isinstance(text, str | bytes):
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return {}
-        return data if isinstance(data, dict) else {}
-    return {}
-
-
-def map_error(
-    status: int | None,
-    problem: Mapping[str, Any],
-    *,
-    cause: object = None,
-    known: Iterable[str] = (),
-) -> MailchimpError:
-    """The typed error for a Mailchimp answer (``status`` None: there was no answer)."""
-    known = tuple(known)
-    if status is None:
-        if isinstance(cause, requests.Timeout):
-            what = "did not answer in time"
-        else:
-            what = "could not be reached"
-        return MailchimpUnavailableError(
-            f"Mailchimp {what} ({type(cause).__name__}); try again later.", status=None
-        )
-    title = str(problem.get("title") or "").strip() or None
-    raw_detail = str(problem.get("detail") or "")
-    detail = scrub(raw_detail, known).strip() or None
-    errors = [
-        {
-            "field": scrub(str(e.get("field") or ""), known),
-            "message": scrub(str(e.get("message") or ""), known),
-        }
-        for e in problem.get("errors") or ()
-        if isinstance(e, Mapping)
-    ]
-    cls: type[MailchimpError]
-    if status == 400 and title == "Member Exists":
-        cls = MemberExistsError
-    elif status == 400 and title == "Member In Compliance State":
-        cls = MemberComplianceError
-    elif status == 400 and title == "Forgotten Email Not Subscribed":
-        cls = ForgottenMemberError
-    elif status == 400 and title == "Invalid Resource":
-        lowered = raw_detail.lower()
-        if "looks fake or invalid" in lowered or "provide a valid email address" in lowered:
-            cls = InvalidMemberAddressError
-        else:
-            cls = MailchimpValidationError
-    elif status == 401 or (
-        status == 403 and title in ("User Disabled", "Wrong Datacenter", "API Key Invalid")
-    ):
-        cls = MailchimpAuthError
-    elif status == 403:
-        cls = MailchimpForbiddenError
-    elif status == 404:
-        cls = MailchimpNotFoundError
-    elif status == 429:
-        cls = MailchimpRateLimitError
-    elif status >= 500:
-        cls = MailchimpUnavailableError
-    elif 400 <= status < 500:
-        cls = MailchimpBadRequestError
-    else:
-        cls = MailchimpProtocolError
-    heading = f"{status} {title}" if title else str(status)
-    message = f"Mailchimp refused the request ({heading})"
-    if detail:
-        message += f": {detail}"
-    if errors:
-        message += " [" + "; ".join(f"{e['field'] or '-'}: {e['message']}" for e in errors) + "]"
-    if cls is MailchimpAuthError:
-        message += " Check DM_MAILCHIMP_API_KEY (and DM_MAILCHIMP_BASE_URL)."
-    elif cls is MailchimpRateLimitError:
-        message += " Too many requests in flight for this API key; try again shortly."
-    return cls(message, status=status, title=title, detail=detail, errors=errors)
-
-
-def _from_response(response: requests.Response, known: Iterable[str]) -> MailchimpError:
-    try:
-        problem = _problem(response.text)
-    except Exception:  # an undecodable body
-        problem = {}
-    if not problem.get("title") and response.reason:
-        problem = {**problem, "title": response.reason}
-    return map_error(response.status_code, problem, known=known)
-
-
-# --------------------------------------------------------------------------- plumbing
-
-
-_SLOTS: dict[str, threading.BoundedSemaphore] = {}
-_SLOTS_LOCK = threading.Lock()
-
-
-def _slots_for(api_key: str) -> threading.BoundedSemaphore:
-    """The process-wide semaphore of one API key (keyed by a hash: keys are not kept)."""
-    name = hashlib.sha256(api_key.encode("utf-8")).hexdigest()
-    with _SLOTS_LOCK:
-        slots = _SLOTS.get(name)
-        if slots is None:
-            slots = _SLOTS[name] = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        return slots
 
 
 class _Fingerprints:
@@ -347,7 +187,7 @@ _DELETED_DETAIL = (
 # --------------------------------------------------------------------------- Audiences
 
 
-class Audiences:
+class Audiences(Transport):
     """Mailchimp audiences and campaigns for one app (``app.extensions["dmmail"].mailchimp``).
 
     Safe to share between threads. Every method raises
@@ -369,20 +209,16 @@ class Audiences:
         backoff: float = 0.5,
         production: bool = False,
     ) -> None:
-        self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
+        super().__init__(
+            api_key=api_key, base_url=base_url, timeout=timeout, retries=retries, backoff=backoff
+        )
         self.audiences: Mapping[str, str] = MappingProxyType(dict(audiences or {}))
         self._listed = frozenset(self.audiences.values())
         self.hasher = hasher if hasher is not None else AddressHasher(b"flask-dmmail mailchimp")
         self.app = app
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
         #: True on the production stage: any audience of the account may be used. Elsewhere
         #: only those in ``audiences`` (DM_MAILCHIMP_AUDIENCES), see :meth:`list_id`.
         self.production = production
-        self._slots = _slots_for(api_key)
-        self._local = threading.local()
 
     @classmethod
     def from_mailer(cls, mailer: Mailer) -> Audiences:
@@ -430,80 +266,6 @@ class Audiences:
 
     def __repr__(self) -> str:
         return f"<Audiences {self.base_url} audiences={sorted(self.audiences)!r}>"
-
-    # ------------------------------------------------------------------ plumbing
-
-    def _client(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            # server="server" turns the client's url.replace("server", prefix) into a no-op.
-            client = mailchimp_marketing.Client(
-                {"api_key": self._api_key, "server": "server", "timeout": self.timeout}
-            )
-            client.api_client.host = self.base_url
-            # each request through a DeadlineSession: the timeout is a total deadline
-            client.api_client.request = mailchimp_request(client.api_client)
-            self._local.client = client
-        return client
-
-    def _call(
-        self,
-        operation: str,
-        request: Callable[[Any], _T],
-        *,
-        known: Iterable[str] = (),
-        retry: bool = True,
-        timeout: float | None = None,
-    ) -> _T | None:
-        """Run ``request(client)`` under the key's semaphore, with retries of transient
-        failures. Returns its data, or None for an empty success (a 204)."""
-        known = tuple(known)
-        attempt = 0
-        client = self._client()
-        while True:
-            attempt += 1
-            client.api_client.timeout = timeout or self.timeout
-            try:
-                with self._slots:
-                    result = request(client)
-            except ApiClientError as exc:
-                error = map_error(exc.status_code, _problem(exc.text), cause=exc.text, known=known)
-            else:
-                if not isinstance(result, requests.Response):
-                    return result
-                if result.ok:
-                    return None
-                error = _from_response(result, known)
-            if retry and error.transient and attempt <= self.retries:
-                delay = backoff_delay(attempt, self.backoff)
-                logger.warning(
-                    "Mailchimp %s failed with %s; retrying in %.0f ms",
-                    operation,
-                    type(error).__name__,
-                    delay * 1000,
-                    extra={"operation": operation, "attempt": attempt, "status": error.status},
-                )
-                time.sleep(delay)
-                continue
-            raise error
-
-    def _json(
-        self,
-        operation: str,
-        request: Callable[[Any], Any],
-        *,
-        known: Iterable[str] = (),
-        retry: bool = True,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
-        data = self._call(operation, request, known=known, retry=retry, timeout=timeout)
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise MailchimpProtocolError(
-                f"Mailchimp answered {operation} with something that is not a JSON object."
-            )
-        return data
 
     @contextmanager
     def _reporting(
@@ -618,24 +380,6 @@ class Audiences:
         DM_MAILCHIMP_AUDIENCES that the account has."""
         with self._reporting("all_audiences"):
             return self._lists()
-
-    def _paged(
-        self,
-        operation: str,
-        key: str,
-        fetch: Callable[..., Any],
-        *,
-        known: Iterable[str] = (),
-    ) -> Iterator[dict[str, Any]]:
-        """Every item of an offset-paged collection (``fetch(client, offset=...)``)."""
-        offset = 0
-        while True:
-            page = self._json(operation, partial(fetch, offset=offset), known=known)
-            items = page.get(key) or []
-            yield from items
-            offset += len(items)
-            if not items or offset >= int(page.get("total_items") or 0):
-                return
 
     def _lists(self, **query: Any) -> list[AudienceRef]:
         def fetch(client: Any, offset: int) -> Any:
