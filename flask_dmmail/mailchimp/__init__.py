@@ -22,12 +22,10 @@ details, so details are scrubbed, and logs and signals carry the Mailer's keyed 
 from __future__ import annotations
 
 import logging
-import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import date, datetime
 from heapq import merge
 from types import MappingProxyType
@@ -47,11 +45,9 @@ from ..errors import (
     MailchimpProtocolError,
     MailchimpUnavailableError,
     MemberComplianceError,
-    UnknownAudienceError,
-    UnlistedAudienceError,
 )
-from ..references import AddressHasher
 from ..validation import check_email_address, is_unicode
+from .base import AudiencesBase
 from .checks import (
     _NOT_TEXT,
     _address,
@@ -77,7 +73,6 @@ from .results import (
 from .transport import (
     MAX_CONNECTIONS,
     PAGE_SIZE,
-    Transport,
     scrub,
     subscriber_hash,
 )
@@ -86,8 +81,6 @@ from .transport import (
 )
 
 if TYPE_CHECKING:
-    from flask import Flask
-
     from ..extension import Mailer
 
 __all__ = [
@@ -114,7 +107,6 @@ logger = logging.getLogger("flask_dmmail")
 BATCH_SIZE: Final = 500
 #: What :meth:`Audiences.members` asks for unless told otherwise.
 DEFAULT_MEMBER_FIELDS: Final = ("email_address", "status", "timestamp_opt", "last_changed")
-_HEX_LIST_ID = re.compile(r"^[0-9a-f]{10}$")
 _BATCH_TIMEOUT = 120.0
 _LOOKUP_THREADS = 8
 _OVERLAP = 16
@@ -187,7 +179,7 @@ _DELETED_DETAIL = (
 # --------------------------------------------------------------------------- Audiences
 
 
-class Audiences(Transport):
+class Audiences(AudiencesBase):
     """Mailchimp audiences and campaigns for one app (``app.extensions["dmmail"].mailchimp``).
 
     Safe to share between threads. Every method raises
@@ -195,30 +187,6 @@ class Audiences(Transport):
     and a :class:`~flask_dmmail.errors.MailchimpError` subclass when Mailchimp refuses or
     cannot be reached (after retries, for the transient ones).
     """
-
-    def __init__(
-        self,
-        *,
-        api_key: str,
-        base_url: str,
-        audiences: Mapping[str, str] | None = None,
-        hasher: AddressHasher | None = None,
-        app: Flask | None = None,
-        timeout: float = 30.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        production: bool = False,
-    ) -> None:
-        super().__init__(
-            api_key=api_key, base_url=base_url, timeout=timeout, retries=retries, backoff=backoff
-        )
-        self.audiences: Mapping[str, str] = MappingProxyType(dict(audiences or {}))
-        self._listed = frozenset(self.audiences.values())
-        self.hasher = hasher if hasher is not None else AddressHasher(b"flask-dmmail mailchimp")
-        self.app = app
-        #: True on the production stage: any audience of the account may be used. Elsewhere
-        #: only those in ``audiences`` (DM_MAILCHIMP_AUDIENCES), see :meth:`list_id`.
-        self.production = production
 
     @classmethod
     def from_mailer(cls, mailer: Mailer) -> Audiences:
@@ -267,97 +235,6 @@ class Audiences(Transport):
     def __repr__(self) -> str:
         return f"<Audiences {self.base_url} audiences={sorted(self.audiences)!r}>"
 
-    @contextmanager
-    def _reporting(
-        self, operation: str, list_id: str | None = None, to_hash: str | None = None
-    ) -> Iterator[None]:
-        """Log and signal a MailchimpError leaving the block (then let it go on)."""
-        try:
-            yield
-        except MailchimpError as error:
-            logger.error(
-                "Mailchimp %s failed: %s",
-                operation,
-                error.message,
-                extra={
-                    "operation": operation,
-                    "list_id": list_id,
-                    "to_hash": to_hash,
-                    "error": type(error).__name__,
-                    "status": error.status,
-                },
-            )
-            signals.mailchimp_failed.send(
-                self._sender(), error=error, operation=operation, audience=list_id, to_hash=to_hash
-            )
-            raise
-
-    def _sender(self) -> Any:
-        return self.app if self.app is not None else self
-
-    def list_id(self, audience: object) -> str:
-        """The list id of ``audience``: a DM_MAILCHIMP_AUDIENCES name, or a list id (one the
-        config lists, or 10 hex digits). Raises UnknownAudienceError otherwise.
-
-        Every method that names an audience goes through here, so this is the stage guard:
-        outside production (DM_ENVIRONMENT) a list id that DM_MAILCHIMP_AUDIENCES does not
-        list raises UnlistedAudienceError, before any request. Preview, staging, development
-        and tests (the embedded sandbox too) can then never read, write, mail or delete the
-        members of production's audiences, even with a key of the same account."""
-        if isinstance(audience, AudienceRef):
-            list_id = audience.id
-        elif not isinstance(audience, str) or not audience.strip():
-            raise UnknownAudienceError(
-                "The audience must be a name from DM_MAILCHIMP_AUDIENCES or a Mailchimp list id."
-            )
-        else:
-            name = audience.strip()
-            if name in self.audiences:
-                return self.audiences[name]
-            if not (name in self._listed or _HEX_LIST_ID.match(name)):
-                known = ", ".join(sorted(self.audiences)) or "(none configured)"
-                raise UnknownAudienceError(
-                    f"{scrub(name)!r} is neither an audience name in DM_MAILCHIMP_AUDIENCES "
-                    f"({known}) nor a Mailchimp list id (10 hex digits, as in the audience's "
-                    "settings)."
-                )
-            list_id = name
-        if not self.production and list_id not in self._listed:
-            shown = list_id if _HEX_LIST_ID.match(list_id) else "given"
-            raise UnlistedAudienceError(
-                f"The audience {shown} is not in this environment's DM_MAILCHIMP_AUDIENCES, and "
-                "outside production (DM_ENVIRONMENT = 'production') only those may be used, so "
-                "that no other stage can touch production's audiences. Use an audience name "
-                "from the config, or add this stage's own audience to DM_MAILCHIMP_AUDIENCES."
-            )
-        return list_id
-
-    def may_use(self, list_id: str) -> bool:
-        """True when this app may use the audience ``list_id``: any audience on production,
-        else only those in DM_MAILCHIMP_AUDIENCES."""
-        return self.production or list_id in self._listed
-
-    def check_may_create_audience(self) -> None:
-        """Raise UnlistedAudienceError outside production, where no audience is created."""
-        if not self.production:
-            raise UnlistedAudienceError(
-                "Audiences are only created on production (DM_ENVIRONMENT = 'production'). "
-                "Elsewhere the new audience would not be in DM_MAILCHIMP_AUDIENCES, so nothing "
-                "here could use it, and production could later find it by name and take it for "
-                "its own. Create it on production, then add its list id to the "
-                "DM_MAILCHIMP_AUDIENCES of each stage that should use it."
-            )
-
-    def name_of(self, list_id: str) -> str | None:
-        """The DM_MAILCHIMP_AUDIENCES name of a list id, if it has one."""
-        for name, value in self.audiences.items():
-            if value == list_id:
-                return name
-        return None
-
-    def _hash(self, address: str) -> str:
-        return self.hasher.hash_address(address)
-
     # ------------------------------------------------------------------ audiences
 
     def ping(self) -> bool:
@@ -380,22 +257,6 @@ class Audiences(Transport):
         DM_MAILCHIMP_AUDIENCES that the account has."""
         with self._reporting("all_audiences"):
             return self._lists()
-
-    def _lists(self, **query: Any) -> list[AudienceRef]:
-        def fetch(client: Any, offset: int) -> Any:
-            return client.lists.get_all_lists(
-                fields=["lists.id", "lists.name", "total_items"],
-                count=PAGE_SIZE,
-                offset=offset,
-                **query,
-            )
-
-        known = [v for v in query.values() if isinstance(v, str)]
-        found = (
-            AudienceRef(str(x.get("id")), str(x.get("name", "")))
-            for x in self._paged("all_audiences", "lists", fetch, known=known)
-        )
-        return [ref for ref in found if self.may_use(ref.id)]
 
     def find_audience(self, name: str) -> str | None:
         """The list id of the first audience named exactly ``name`` (of :meth:`all_audiences`:
