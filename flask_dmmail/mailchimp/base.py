@@ -32,16 +32,7 @@ class AudiencesBase(Transport):
     """The settings, the stage guard and the failure reporting that the parts of
     :class:`~flask_dmmail.mailchimp.Audiences` (subscribing, members, campaigns) build on.
 
-    :param api_key: the Mailchimp API key (DM_MAILCHIMP_API_KEY, or the sandbox's).
-    :param base_url: the API's base URL, such as ``https://us5.api.mailchimp.com/3.0``.
-    :param audiences: DM_MAILCHIMP_AUDIENCES, audience names to list ids.
-    :param hasher: what hashes addresses for logs and signals (default: a fixed key).
-    :param app: the app to send signals as (default: this object).
-    :param timeout: the deadline of one request, in seconds (DM_MAILCHIMP_TIMEOUT).
-    :param retries: how many times a transient failure is retried (DM_MAILCHIMP_RETRIES).
-    :param backoff: the first retry's mean delay in seconds (DM_MAILCHIMP_RETRY_BACKOFF).
-    :param production: True on the production stage, where any audience of the account may
-        be used; elsewhere only those of ``audiences``.
+    Its parameters are those of :class:`~flask_dmmail.mailchimp.Audiences`.
     """
 
     def __init__(
