@@ -19,7 +19,8 @@ What this module does about the client's quirks (see the reference notes):
 * Mailchimp allows 10 connections per API key: a semaphore per key, shared by every thread
   and every :class:`~flask_dmmail.mailchimp.Audiences` of this process, keeps at most 10
   requests in flight;
-* each thread gets its own client object (the client mutates its config on every call).
+* each thread gets its own client object (the client mutates its config on every call);
+* the client (32 modules) is imported when the first one is built, not with this package.
 """
 
 from __future__ import annotations
@@ -34,9 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any, Final, TypeVar
 
-import mailchimp_marketing
 import requests
-from mailchimp_marketing.api_client import ApiClientError
 
 from ..deadline import mailchimp_request
 from ..errors import (
@@ -217,6 +216,8 @@ class Transport:
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)
         if client is None:
+            import mailchimp_marketing  # loaded when a client is first built, not on import
+
             # server="server" turns the client's url.replace("server", prefix) into a no-op.
             client = mailchimp_marketing.Client(
                 {"api_key": self._api_key, "server": "server", "timeout": self.timeout}
@@ -241,6 +242,8 @@ class Transport:
         known = tuple(known)
         attempt = 0
         client = self._client()
+        from mailchimp_marketing.api_client import ApiClientError  # loaded by _client()
+
         while True:
             attempt += 1
             client.api_client.timeout = timeout or self.timeout
