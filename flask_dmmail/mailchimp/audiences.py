@@ -1,7 +1,7 @@
-"""The :class:`Audiences` class an app uses for Mailchimp: built from a Mailer
-(:meth:`Audiences.from_mailer`), composed of the parts in the sibling modules, and holding the
-calls about audiences themselves (ping, look-up, listing, member counts, creating one like
-another, webhooks).
+"""The :class:`~flask_dmmail.mailchimp.Audiences` class an app uses for Mailchimp: built from
+a Mailer (:meth:`~flask_dmmail.mailchimp.Audiences.from_mailer`), composed of the parts in the
+sibling modules, and holding the calls about audiences themselves (ping, look-up, listing,
+member counts, creating one like another, webhooks).
 """
 
 from __future__ import annotations

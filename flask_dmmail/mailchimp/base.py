@@ -1,8 +1,9 @@
 """What every part of :class:`~flask_dmmail.mailchimp.Audiences` shares:
-:class:`AudiencesBase` holds the settings (on top of the :class:`~.transport.Transport`), the
-stage guard that turns an audience argument into a list id
-(:meth:`~AudiencesBase.list_id`), the listing of the audiences this app may use, and the
-logging and ``mailchimp_failed`` signal of a failed operation.
+:class:`AudiencesBase` holds the settings (on top of the
+:class:`~flask_dmmail.mailchimp.transport.Transport`), the stage guard that turns an audience
+argument into a list id (:meth:`~flask_dmmail.mailchimp.Audiences.list_id`), the listing of
+the audiences this app may use, and the logging and ``mailchimp_failed`` signal of a failed
+operation.
 """
 
 from __future__ import annotations

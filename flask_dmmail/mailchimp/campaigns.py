@@ -1,6 +1,6 @@
-"""Campaigns: :meth:`~CampaignsMixin.send_campaign` creates, fills and sends a campaign to an
-audience as one idempotent call (its title identifies it), and
-:meth:`~CampaignsMixin.find_campaign` finds one by title. A part of
+"""Campaigns: :meth:`~flask_dmmail.mailchimp.Audiences.send_campaign` creates, fills and sends
+a campaign to an audience as one idempotent call (its title identifies it), and
+:meth:`~flask_dmmail.mailchimp.Audiences.find_campaign` finds one by title. A part of
 :class:`~flask_dmmail.mailchimp.Audiences`.
 """
 
@@ -50,8 +50,9 @@ class CampaignsMixin(AudiencesBase):
         ``title`` identifies it: when a campaign with this title was already sent (or
         scheduled) to the audience, nothing is sent and that campaign is returned with
         ``already_sent=True``; a draft with the title left by an interrupted run is reused.
-        ``from_name`` and ``reply_to`` default to the audience's campaign defaults. The
-        HTML needs Mailchimp's ``*|UNSUB|*`` merge tag.
+        ``subject`` is the subject line and ``html`` the body, which needs Mailchimp's
+        ``*|UNSUB|*`` merge tag. ``from_name`` and ``reply_to`` default to the audience's
+        campaign defaults.
 
         On failure it raises :class:`~flask_dmmail.errors.CampaignError` (``step``,
         ``campaign_id``, ``checklist``) and deletes the draft it made. A send that got no

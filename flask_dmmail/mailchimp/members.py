@@ -1,8 +1,9 @@
-"""Members: :meth:`~MembersMixin.members` walks an audience page by page with a guarantee
-that holds while the audience changes (nobody is yielded twice, see :class:`_Fingerprints`),
-and, for data retention, :meth:`~MembersMixin.audiences_for` finds the audiences an address
-is in and :meth:`~MembersMixin.forget` deletes it from them permanently. A part of
-:class:`~flask_dmmail.mailchimp.Audiences`.
+"""Members: :meth:`~flask_dmmail.mailchimp.Audiences.members` walks an audience page by page
+with a guarantee that holds while the audience changes (nobody is yielded twice, see
+``_Fingerprints``), and, for data retention,
+:meth:`~flask_dmmail.mailchimp.Audiences.audiences_for` finds the audiences an address is in
+and :meth:`~flask_dmmail.mailchimp.Audiences.forget` deletes it from them permanently. A part
+of :class:`~flask_dmmail.mailchimp.Audiences`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Subscribing: :meth:`~SubscribingMixin.subscribe` one address without overriding what
-Mailchimp knows (an opt-out stays an opt-out), and :meth:`~SubscribingMixin.subscribe_many`
-through the batch member endpoint with the same outcome per address. A part of
-:class:`~flask_dmmail.mailchimp.Audiences`.
+"""Subscribing: :meth:`~flask_dmmail.mailchimp.Audiences.subscribe` one address without
+overriding what Mailchimp knows (an opt-out stays an opt-out), and
+:meth:`~flask_dmmail.mailchimp.Audiences.subscribe_many` through the batch member endpoint
+with the same outcome per address. A part of :class:`~flask_dmmail.mailchimp.Audiences`.
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ class SubscribingMixin(AudiencesBase):
         tags: Sequence[str] | None = None,
     ) -> SubscribeResult:
         """Subscribe ``email`` to ``audience`` without overriding what Mailchimp knows.
+        ``merge_fields`` maps merge tags (such as ``"FNAME"``) to values and ``tags`` lists
+        tag names to add to the member.
 
         The member is read first, then:
 

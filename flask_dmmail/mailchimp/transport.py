@@ -105,7 +105,11 @@ def map_error(
     cause: object = None,
     known: Iterable[str] = (),
 ) -> MailchimpError:
-    """The typed error for a Mailchimp answer (``status`` None: there was no answer)."""
+    """The typed error for a Mailchimp answer (``status`` None: there was no answer).
+
+    ``problem`` is Mailchimp's problem document (``title``, ``detail``, ``errors``), ``cause``
+    what the client raised when there was no answer, and ``known`` the addresses to scrub from
+    the message (besides anything that looks like an address)."""
     known = tuple(known)
     if status is None:
         if isinstance(cause, requests.Timeout):
