@@ -16,25 +16,27 @@ used at all: any other list id raises ``UnlistedAudienceError`` before any reque
 Nothing here logs or raises with an address in it: Mailchimp puts the address in its error
 details, so details are scrubbed, and logs and signals carry the Mailer's keyed ``to_hash``.
 
-This package only re-exports; the parts, a module each:
+This package only re-exports; the parts, a module each (import from here, not from them):
 
-* :mod:`~flask_dmmail.mailchimp.audiences`: :class:`Audiences`, its construction and the calls
-  about audiences (listing, look-up, creating, webhooks);
-* :mod:`~flask_dmmail.mailchimp.subscribing`: subscribe one address or many;
-* :mod:`~flask_dmmail.mailchimp.members`: walk an audience's members, forget an address;
-* :mod:`~flask_dmmail.mailchimp.campaigns`: send a campaign once, find one;
-* :mod:`~flask_dmmail.mailchimp.base`: the settings, the stage guard, failure reporting;
-* :mod:`~flask_dmmail.mailchimp.transport`: the client per thread, the connection cap,
-  retries, error mapping and scrubbing (and the client's quirks);
-* :mod:`~flask_dmmail.mailchimp.results`: the result types;
-* :mod:`~flask_dmmail.mailchimp.checks`: the checks of arguments before any request.
+* ``audiences.py``: :class:`Audiences`, its construction and the calls about audiences
+  (listing, look-up, creating, webhooks);
+* ``subscribing.py``: subscribe one address or many;
+* ``members.py``: walk an audience's members, forget an address;
+* ``campaigns.py``: send a campaign once, find one;
+* ``base.py``: the settings, the stage guard, failure reporting;
+* ``transport.py``: the client per thread, the connection cap, retries, error mapping and
+  scrubbing (and the client's quirks);
+* ``results.py``: the result types;
+* ``checks.py``: the checks of arguments before any request.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
+from . import members, subscribing, transport
 from .audiences import Audiences
 from .checks import MEMBER_STATUSES as MEMBER_STATUSES  # importable here, not in __all__
-from .members import DEFAULT_MEMBER_FIELDS
 from .results import (
     AudienceRef,
     BulkItem,
@@ -45,9 +47,19 @@ from .results import (
     SubscribeOutcome,
     SubscribeResult,
 )
-from .subscribing import BATCH_SIZE
-from .transport import MAX_CONNECTIONS, PAGE_SIZE, scrub, subscriber_hash
 from .transport import map_error as map_error  # importable here, not in __all__
+from .transport import scrub, subscriber_hash
+
+# The limits are bound here too, so that the API reference shows them (with these comments)
+# under this module, where users import them.
+#: Requests one API key may have in flight (Mailchimp answers 429 past it).
+MAX_CONNECTIONS: Final = transport.MAX_CONNECTIONS
+#: Members per page when walking an audience (Mailchimp's maximum).
+PAGE_SIZE: Final = transport.PAGE_SIZE
+#: Members per call of the batch member endpoint (Mailchimp's maximum).
+BATCH_SIZE: Final = subscribing.BATCH_SIZE
+#: What :meth:`Audiences.members` asks for unless told otherwise.
+DEFAULT_MEMBER_FIELDS: Final = members.DEFAULT_MEMBER_FIELDS
 
 __all__ = [
     "BATCH_SIZE",

@@ -38,14 +38,12 @@ class Audiences(SubscribingMixin, MembersMixin, CampaignsMixin):
     and a :class:`~flask_dmmail.errors.MailchimpError` subclass when Mailchimp refuses or
     cannot be reached (after retries, for the transient ones).
 
-    The methods live in parts, a module each: subscribing
-    (:mod:`~flask_dmmail.mailchimp.subscribing`), reading and forgetting members
-    (:mod:`~flask_dmmail.mailchimp.members`) and campaigns
-    (:mod:`~flask_dmmail.mailchimp.campaigns`), all over
-    :class:`~flask_dmmail.mailchimp.base.AudiencesBase` (the settings, the stage guard
-    :meth:`list_id`, failure reporting) and :class:`~flask_dmmail.mailchimp.transport.Transport`
-    (requests and retries). This class adds its construction from a Mailer and the calls about
-    audiences themselves.
+    The methods live in parts, a module of ``flask_dmmail/mailchimp/`` each: subscribing
+    (``subscribing.py``), reading and forgetting members (``members.py``) and campaigns
+    (``campaigns.py``), all over ``AudiencesBase`` (``base.py``: the settings, the stage guard
+    :meth:`list_id`, failure reporting) and ``Transport`` (``transport.py``: requests and
+    retries). This class adds its construction from a Mailer and the calls about audiences
+    themselves.
 
     :param api_key: the Mailchimp API key (DM_MAILCHIMP_API_KEY, or the sandbox's).
     :param base_url: the API's base URL, such as ``https://us5.api.mailchimp.com/3.0``.

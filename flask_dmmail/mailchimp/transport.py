@@ -75,7 +75,7 @@ def subscriber_hash(email: str) -> str:
 def scrub(text: str, known: Iterable[str] = ()) -> str:
     """``text`` with ``known`` addresses (compared case-insensitively) and anything that looks
     like an address replaced by ``<address>`` (Mailchimp's error details quote the address).
-    Linear in the sizes of ``text`` and ``known`` (see :mod:`flask_dmmail.redaction`)."""
+    Linear in the sizes of ``text`` and ``known`` (see ``flask_dmmail.redaction``)."""
     return _TOKEN.sub(_address_like, redact(text, known, "<address>"))
 
 
