@@ -87,7 +87,6 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     return Build(process.returncode, process.stdout + process.stderr, warnings, out / "html")
 
 
-@pytest.mark.xfail(strict=False, reason="docstrings fixed by the lead at merge")
 def test_the_docs_build_with_warnings_as_errors(build: Build) -> None:
     assert build.returncode == 0, "\n".join(build.warnings) or build.output
 

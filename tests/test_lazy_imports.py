@@ -80,12 +80,6 @@ def test_init_app_without_mailchimp_loads_no_cli_bulk_or_mailchimp_module() -> N
     assert unwanted(modules) == []  # ... but none of its subcommand modules is loaded
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="sandbox mode still imports mailchimp_marketing: it passes once helper E1 (extension.py "
-    "builds the sandbox's Audiences on first use) or helper M (the mailchimp package imports "
-    "mailchimp_marketing only when it makes a client) has landed",
-)
 def test_init_app_in_sandbox_mode_loads_no_cli_bulk_or_mailchimp_module() -> None:
     assert unwanted(imported_by(SANDBOX_APP)) == []
 
