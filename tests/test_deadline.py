@@ -35,11 +35,14 @@ from tests.secrets_scan import register_secret
 ADDRESS = "trickle.recipient@example.gov.uk"
 PERSONAL = {"name": "Trickle Person", "framework": "G-Cloud 99"}
 #: How many bytes a trickling server would send, one every INTERVAL seconds (40 s in all).
-TRICKLE = 200
-INTERVAL = 0.2
-#: What a client with a 1 s deadline may let through: about 5 bytes, plus the ones the
-#: server writes before it notices the hang-up; far below TRICKLE.
-FEW = 20
+TRICKLE = 800
+INTERVAL = 0.05
+#: What a client with a 1 s deadline may let through: about 20 bytes, plus the ones the
+#: server writes before it notices the hang-up; far below TRICKLE. (A hang-up even 4 s
+#: late stays below it.)
+FEW = 100
+#: The pace of a redirect's header: a hop takes 0.8 s, within the 1 s read timeout.
+HOP_INTERVAL = 0.2
 #: Generous: how long to wait for a server to notice that its client hung up.
 SETTLE = 60.0
 
@@ -102,7 +105,9 @@ class TestServer(socketserver.ThreadingTCPServer):
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.exchanges: list[Exchange] = []
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -171,11 +176,11 @@ def trickled_headers(handler: Handler, exchange: Exchange, line: str, body: byte
 
 
 def slow_redirect(handler: Handler, exchange: Exchange, line: str, body: bytes) -> bool:
-    """A redirect back to the same path, its headers taking 3 x INTERVAL (well within a
+    """A redirect back to the same path, its headers taking 4 x HOP_INTERVAL (within a
     1 s read timeout, so only a deadline across redirects stops the loop)."""
     path = line.split()[1]
     handler.write(f"HTTP/1.1 302 Found\r\nLocation: {path}\r\n".encode())
-    handler.trickle(exchange, b"X: 1")
+    handler.trickle(exchange, b"X: 1", HOP_INTERVAL)
     handler.write(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     return False
 
