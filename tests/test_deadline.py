@@ -160,7 +160,7 @@ def read_request(rfile: io.BufferedIOBase) -> tuple[str, bytes] | None:
 
 
 def trickled_body(handler: Handler, exchange: Exchange, line: str, body: bytes) -> bool:
-    """Status line and headers at once, then a 200-byte body one byte at a time."""
+    """Status line and headers at once, then a TRICKLE-byte body one byte at a time."""
     handler.write(
         b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
         + f"Content-Length: {TRICKLE}\r\n\r\n".encode()
@@ -170,7 +170,7 @@ def trickled_body(handler: Handler, exchange: Exchange, line: str, body: bytes) 
 
 
 def trickled_headers(handler: Handler, exchange: Exchange, line: str, body: bytes) -> bool:
-    """The status line, then a 200-byte header one byte at a time (as a proxy would
+    """The status line, then a TRICKLE-byte header one byte at a time (as a proxy would
     answer CONNECT, when asked to)."""
     status = "200 Connection established" if line.startswith("CONNECT ") else "201 Created"
     handler.write(f"HTTP/1.1 {status}\r\n".encode())

@@ -130,7 +130,9 @@ def test_a_host_with_server_in_it_is_not_rewritten(
     # The client replaces "server" anywhere in the URL with the key's data centre.
     front = DispatcherMiddleware(lambda e, s: [], {"/server": notify_sandbox.app})
     server = make_server("127.0.0.1", 0, front, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         base = f"http://127.0.0.1:{server.server_port}/server/3.0"
@@ -241,9 +243,13 @@ def test_a_timeout_is_unavailable(
     make_mc_app: Callable[..., Flask], notify_sandbox: Sandbox
 ) -> None:
     app = make_mc_app(DM_MAILCHIMP_TIMEOUT=0.3, DM_MAILCHIMP_RETRIES=1)
-    notify_sandbox.state.set_faults(stall_rate=1.0, stall_seconds=5, paths=("/3.0/",))
-    with pytest.raises(MailchimpUnavailableError, match="did not answer in time") as caught:
-        mailchimp(app).subscribe("suppliers", ADDRESS)
+    # the stall outlasts any client, however late its timeout fires (clear_faults ends it)
+    notify_sandbox.state.set_faults(stall_rate=1.0, stall_seconds=60, paths=("/3.0/",))
+    try:
+        with pytest.raises(MailchimpUnavailableError, match="did not answer in time") as caught:
+            mailchimp(app).subscribe("suppliers", ADDRESS)
+    finally:
+        notify_sandbox.state.clear_faults()
     assert caught.value.status is None and caught.value.transient
 
 
