@@ -136,13 +136,14 @@ class RefillAfter429(logging.Handler):
     run (1 a minute), so a 429 comes whatever the machine's speed. When the library
     announces that it will retry a 429 (its ``flask_dmmail`` warning with
     ``error="RateLimitError"``; not the error that says it gave up), this refills the
-    sandbox's buckets (``set_limits``, at ``rate_limit`` if set, else at the current
-    rate), so the retry needs no wait either. ``refills`` counts the announcements."""
+    sandbox's buckets (``set_limits`` at ``rate_limit``: by default the same 1 a minute,
+    which gives a fresh bucket), so the retry needs no wait either. ``refills`` counts the
+    announcements."""
 
     def __init__(self, sandbox: Sandbox) -> None:
         super().__init__(logging.DEBUG)
         self.sandbox = sandbox
-        self.rate_limit: int | None = None
+        self.rate_limit = 1
         self.refills = 0
         # A filter, not a test in emit: records of no interest never take the handler's
         # lock (the sandbox may log while it holds its own).
@@ -156,8 +157,7 @@ class RefillAfter429(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.refills += 1
-        state = self.sandbox.state
-        state.set_limits(rate_limit=self.rate_limit or state.rate_limit)
+        self.sandbox.state.set_limits(rate_limit=self.rate_limit)
 
 
 @pytest.fixture
