@@ -127,3 +127,46 @@ def all_logs() -> Iterator[RecordAll]:
     finally:
         root.removeHandler(handler)
         root.setLevel(old)
+
+
+class RefillAfter429(logging.Handler):
+    """Plays the clock for rate-limit tests.
+
+    The tests set the sandbox's rate so low that no token comes back on its own while they
+    run (1 a minute), so a 429 comes whatever the machine's speed. When the library
+    announces that it will retry a 429 (its ``flask_dmmail`` warning with
+    ``error="RateLimitError"``; not the error that says it gave up), this refills the
+    sandbox's buckets (``set_limits`` at ``rate_limit``: by default the same 1 a minute,
+    which gives a fresh bucket), so the retry needs no wait either. ``refills`` counts the
+    announcements."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__(logging.DEBUG)
+        self.sandbox = sandbox
+        self.rate_limit = 1
+        self.refills = 0
+        # A filter, not a test in emit: records of no interest never take the handler's
+        # lock (the sandbox may log while it holds its own).
+        self.addFilter(
+            lambda record: (
+                record.name == "flask_dmmail"
+                and record.levelno == logging.WARNING
+                and getattr(record, "error", None) == "RateLimitError"
+            )
+        )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.refills += 1
+        self.sandbox.state.set_limits(rate_limit=self.rate_limit)
+
+
+@pytest.fixture
+def refill_after_429(sandbox: Sandbox) -> Iterator[RefillAfter429]:
+    """A :class:`RefillAfter429` on the ``flask_dmmail`` logger for the test."""
+    handler = RefillAfter429(sandbox)
+    logger = logging.getLogger("flask_dmmail")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)

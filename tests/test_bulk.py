@@ -31,7 +31,7 @@ from flask_dmmail.sandbox.mailchimp import MailchimpState
 from flask_dmmail.testing import record
 from tests.mailchimp_support import SUPPLIERS
 
-from .conftest import TEMPLATES, RecordAll
+from .conftest import TEMPLATES, RecordAll, RefillAfter429
 
 Recipients = list[tuple[str, dict[str, Any]]]
 
@@ -349,17 +349,22 @@ def test_a_damaged_journal_says_how_to_recover_and_never_just_to_start_again(
 
 
 @pytest.mark.slow
-def test_two_thousand_sends_through_faults_arrive_exactly_once(
+def test_five_hundred_sends_through_faults_arrive_exactly_once(
     make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path, all_logs: RecordAll
 ) -> None:
     """10% 500s, 5% stored-then-dropped connections, 5% stored-then-stalled past the
-    client's timeout: every email ends up stored once, under its own reference."""
-    app = make_app(DM_NOTIFY_TIMEOUT=1.0, DM_NOTIFY_RETRY_BACKOFF=0.01)
+    client's timeout: every email ends up stored once, under its own reference.
+
+    Every send makes at least one request, so the sandbox rolls for at least 500 requests;
+    with seed 20 the first 500 rolls hold 63 500s, 29 drops and 25 stalls (at these rates
+    the chance that 500 rolls miss a kind altogether is below 1 in 10^11)."""
+    app = make_app(DM_NOTIFY_TIMEOUT=0.5, DM_NOTIFY_RETRY_BACKOFF=0.01)
     sandbox.state.set_limits(rate_limit=1_000_000)
+    # A stall outlasts any client (clear_faults ends it), however late the timeout fires.
     sandbox.state.set_faults(
-        error_rate=0.1, drop_rate=0.05, stall_rate=0.05, stall_seconds=3.0, seed=20
+        error_rate=0.1, drop_rate=0.05, stall_rate=0.05, stall_seconds=60, seed=20
     )
-    recipients = people(2000)
+    recipients = people(500)
     try:
         with record(app) as sent:
             report = mailer_of(app).send_bulk(
@@ -372,13 +377,16 @@ def test_two_thousand_sends_through_faults_arrive_exactly_once(
     finally:
         sandbox.state.clear_faults()
     assert_exactly_once(sandbox, recipients)
-    assert report.ok and report.sent == 2000
-    assert len({email.reference for email in sent}) == len(sent) == 2000
+    assert report.ok and report.sent == 500
+    assert len({email.reference for email in sent}) == len(sent) == 500
+    ours = [r for r in all_logs.records if r.name == "flask_dmmail"]
     retried = Counter(
-        getattr(r, "error", None) for r in all_logs.records if r.getMessage().startswith("Notify")
+        getattr(r, "error", None) for r in ours if r.getMessage().startswith("Notify")
     )
-    assert retried["NotifyUnavailableError"] >= 100  # the faults really happened
-    assert journal_states(tmp_path / "faults.journal") == {"sent": 2000}
+    assert retried["NotifyUnavailableError"] >= 50  # the faults really happened
+    # stored, then dropped or stalled: found by reference, not sent again
+    assert sum(getattr(r, "recovered", False) is True for r in ours) >= 10
+    assert journal_states(tmp_path / "faults.journal") == {"sent": 500}
 
 
 def count_429s(logs: RecordAll) -> int:
@@ -389,10 +397,11 @@ def count_429s(logs: RecordAll) -> int:
 def test_a_limiter_that_matches_the_servers_limit_never_gets_a_429(
     make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path, all_logs: RecordAll
 ) -> None:
-    """600 a minute: Notify's bucket holds 201 and refills 10 a second. 260 emails need the
-    bucket emptied and then 6 s of refill."""
+    """600 a minute: Notify's bucket holds 201 and refills 10 a second. 230 emails need the
+    bucket emptied and then 3 s of refill; a limiter 35% too fast would meet a 429 in them.
+    (A slow machine can only make a 429 less likely.)"""
     sandbox.state.set_limits(rate_limit=600)
-    recipients = people(260)
+    recipients = people(230)
     report = mailer_of(make_app()).send_bulk(
         "reset_password", recipients, journal=tmp_path / "rate.journal", rate=600
     )
@@ -402,14 +411,20 @@ def test_a_limiter_that_matches_the_servers_limit_never_gets_a_429(
     assert_exactly_once(sandbox, recipients)
 
 
-@pytest.mark.slow
 def test_429s_from_a_faster_limiter_slow_the_run_and_fail_no_one(
-    make_app: Callable[..., Flask], sandbox: Sandbox, tmp_path: Path, all_logs: RecordAll
+    make_app: Callable[..., Flask],
+    sandbox: Sandbox,
+    tmp_path: Path,
+    all_logs: RecordAll,
+    refill_after_429: RefillAfter429,
 ) -> None:
-    """The same server, a limiter ten times too fast (as when another process uses the
-    key): Notify answers 429s, and the run slows down instead of failing addresses."""
-    sandbox.state.set_limits(rate_limit=600)
-    recipients = people(260)
+    """A server whose bucket holds 30 and gets no token back on its own, and a limiter
+    for 6000 a minute (as when another process uses the key): Notify answers 429s, and the
+    run slows down instead of failing addresses. When the run says it will retry the
+    first 429, the other process is done with the key (the sandbox's limit goes up)."""
+    sandbox.state.set_limits(rate_limit=1, burst=30)
+    refill_after_429.rate_limit = 1_000_000
+    recipients = people(60)
     report = mailer_of(make_app()).send_bulk(
         "reset_password", recipients, journal=tmp_path / "rate.journal", rate=6000
     )

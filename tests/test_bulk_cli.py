@@ -335,7 +335,7 @@ def wait_for_outbox(sandbox: Sandbox, count: int, process: subprocess.Popen[str]
 def test_a_run_killed_three_times_then_resumed_sends_each_email_exactly_once(
     standalone: Sandbox, tmp_path: Path
 ) -> None:
-    rows = people(400)
+    rows = people(200)
     source = write_csv(tmp_path / "people.csv", rows, header=["email", "url"])
     journal = tmp_path / "crash.journal"
     args = ("reset_password", "--csv", str(source), "--journal", str(journal), "--concurrency", "4")
@@ -355,11 +355,12 @@ def test_a_run_killed_three_times_then_resumed_sends_each_email_exactly_once(
     assert len(standalone.state.outbox()) < len(rows), f"seed {seed}"
     assert in_flight_after_kills > 0, f"seed {seed}: no kill left an email in doubt"
 
+    standalone.state.clear_faults()  # the latency only kept the runs killable mid-way
     final = start_bulk(standalone, *args)
     out, err = final.communicate(timeout=60)
     assert final.returncode == 0, (seed, out, err)
     assert_exactly_once(standalone, rows)
-    assert states(journal) == {"sent": 400}
+    assert states(journal) == {"sent": 200}
     assert "example.gov.uk" not in out + err
 
 
@@ -370,7 +371,7 @@ def test_a_copy_of_only_the_main_journal_file_after_a_kill_resumes_without_dupli
     """The journal file is complete on its own after every save: a run killed at any
     point, whose journal is copied without its -wal/-shm companions (a CI artifact, a
     ``cp`` of one file) and resumed from the copy, sends each email exactly once."""
-    rows = people(400)
+    rows = people(200)
     source = write_csv(tmp_path / "people.csv", rows, header=["email", "url"])
     standalone.state.set_faults(latency=0.02)
     seed = random.randrange(1_000_000)
@@ -396,13 +397,14 @@ def test_a_copy_of_only_the_main_journal_file_after_a_kill_resumes_without_dupli
     assert len(standalone.state.outbox()) < len(rows), f"seed {seed}"
     assert in_flight_in_copies > 0, f"seed {seed}: no kill left an email in doubt"
 
+    standalone.state.clear_faults()  # the latency only kept the runs killable mid-way
     final = start_bulk(
         standalone, "reset_password", "--csv", str(source), "--journal", str(journal)
     )
     out, err = final.communicate(timeout=60)
     assert final.returncode == 0, (seed, out, err)
     assert_exactly_once(standalone, rows)
-    assert states(journal) == {"sent": 400}
+    assert states(journal) == {"sent": 200}
 
 
 @pytest.mark.slow
@@ -428,6 +430,7 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(
     assert left["in-flight"] == 0 and left["sent"] == sent_before  # the journal is consistent
     assert "example.gov.uk" not in out + err
 
+    standalone.state.clear_faults()  # the latency only kept the run stoppable mid-way
     resumed = start_bulk(standalone, *args)
     out, err = resumed.communicate(timeout=60)
     assert resumed.returncode == 0, (out, err)

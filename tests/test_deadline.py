@@ -35,11 +35,18 @@ from tests.secrets_scan import register_secret
 ADDRESS = "trickle.recipient@example.gov.uk"
 PERSONAL = {"name": "Trickle Person", "framework": "G-Cloud 99"}
 #: How many bytes a trickling server would send, one every INTERVAL seconds (40 s in all).
-TRICKLE = 200
-INTERVAL = 0.2
-#: What a client with a 1 s deadline may let through: about 5 bytes, plus the ones the
-#: server writes before it notices the hang-up; far below TRICKLE.
-FEW = 20
+TRICKLE = 800
+INTERVAL = 0.05
+#: The clients' deadline: long enough to connect and send the request, which the tests
+#: check arrived, and short, since each test waits for it (a send twice, and once more
+#: before its look-up).
+DEADLINE = 0.5
+#: What a client with a 0.5 s deadline may let through: about 10 bytes, plus the ones the
+#: server writes before it notices the hang-up; far below TRICKLE. (A hang-up even 4 s
+#: late stays below it.)
+FEW = 100
+#: The pace of a redirect's header: a hop takes 0.8 s, within the 1 s deadline of that test.
+HOP_INTERVAL = 0.2
 #: Generous: how long to wait for a server to notice that its client hung up.
 SETTLE = 60.0
 
@@ -102,7 +109,9 @@ class TestServer(socketserver.ThreadingTCPServer):
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.exchanges: list[Exchange] = []
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -151,7 +160,7 @@ def read_request(rfile: io.BufferedIOBase) -> tuple[str, bytes] | None:
 
 
 def trickled_body(handler: Handler, exchange: Exchange, line: str, body: bytes) -> bool:
-    """Status line and headers at once, then a 200-byte body one byte at a time."""
+    """Status line and headers at once, then a TRICKLE-byte body one byte at a time."""
     handler.write(
         b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
         + f"Content-Length: {TRICKLE}\r\n\r\n".encode()
@@ -161,7 +170,7 @@ def trickled_body(handler: Handler, exchange: Exchange, line: str, body: bytes) 
 
 
 def trickled_headers(handler: Handler, exchange: Exchange, line: str, body: bytes) -> bool:
-    """The status line, then a 200-byte header one byte at a time (as a proxy would
+    """The status line, then a TRICKLE-byte header one byte at a time (as a proxy would
     answer CONNECT, when asked to)."""
     status = "200 Connection established" if line.startswith("CONNECT ") else "201 Created"
     handler.write(f"HTTP/1.1 {status}\r\n".encode())
@@ -171,11 +180,11 @@ def trickled_headers(handler: Handler, exchange: Exchange, line: str, body: byte
 
 
 def slow_redirect(handler: Handler, exchange: Exchange, line: str, body: bytes) -> bool:
-    """A redirect back to the same path, its headers taking 3 x INTERVAL (well within a
-    1 s read timeout, so only a deadline across redirects stops the loop)."""
+    """A redirect back to the same path, its headers taking 4 x HOP_INTERVAL (within a
+    1 s deadline, so only a deadline across redirects stops the loop)."""
     path = line.split()[1]
     handler.write(f"HTTP/1.1 302 Found\r\nLocation: {path}\r\n".encode())
-    handler.trickle(exchange, b"X: 1")
+    handler.trickle(exchange, b"X: 1", HOP_INTERVAL)
     handler.write(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     return False
 
@@ -268,7 +277,7 @@ def tls(
 def notify_mailer(make_app: Callable[..., Flask], url: str, **config: object) -> Mailer:
     settings: dict[str, object] = {
         "DM_NOTIFY_BASE_URL": url,
-        "DM_NOTIFY_TIMEOUT": 1,
+        "DM_NOTIFY_TIMEOUT": DEADLINE,
         "DM_NOTIFY_RETRIES": 0,
     }
     settings.update(config)
@@ -280,7 +289,7 @@ def notify_mailer(make_app: Callable[..., Flask], url: str, **config: object) ->
 def mailchimp(make_mc_app: Callable[..., Flask], url: str, **config: object) -> Audiences:
     settings: dict[str, object] = {
         "DM_MAILCHIMP_BASE_URL": f"{url}/3.0",
-        "DM_MAILCHIMP_TIMEOUT": 1,
+        "DM_MAILCHIMP_TIMEOUT": DEADLINE,
         "DM_MAILCHIMP_RETRIES": 0,
     }
     settings.update(config)
@@ -332,9 +341,9 @@ def test_a_trickling_server_cannot_hold_a_mailchimp_call_past_its_timeout(
 def test_the_deadline_covers_every_redirect_of_a_request(
     make_mc_app: Callable[..., Flask], serve: Callable[..., TestServer]
 ) -> None:
-    # Each hop answers within the 1 s read timeout; requests would follow 30 of them.
+    # Each hop answers within the 1 s deadline; requests would follow 30 of them.
     server = serve(slow_redirect)
-    audiences = mailchimp(make_mc_app, server.url)
+    audiences = mailchimp(make_mc_app, server.url, DM_MAILCHIMP_TIMEOUT=1)
 
     with pytest.raises(MailchimpUnavailableError, match="did not answer in time"):
         audiences.ping()

@@ -130,7 +130,9 @@ def test_a_host_with_server_in_it_is_not_rewritten(
     # The client replaces "server" anywhere in the URL with the key's data centre.
     front = DispatcherMiddleware(lambda e, s: [], {"/server": notify_sandbox.app})
     server = make_server("127.0.0.1", 0, front, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         base = f"http://127.0.0.1:{server.server_port}/server/3.0"
@@ -241,9 +243,13 @@ def test_a_timeout_is_unavailable(
     make_mc_app: Callable[..., Flask], notify_sandbox: Sandbox
 ) -> None:
     app = make_mc_app(DM_MAILCHIMP_TIMEOUT=0.3, DM_MAILCHIMP_RETRIES=1)
-    notify_sandbox.state.set_faults(stall_rate=1.0, stall_seconds=5, paths=("/3.0/",))
-    with pytest.raises(MailchimpUnavailableError, match="did not answer in time") as caught:
-        mailchimp(app).subscribe("suppliers", ADDRESS)
+    # the stall outlasts any client, however late its timeout fires (clear_faults ends it)
+    notify_sandbox.state.set_faults(stall_rate=1.0, stall_seconds=60, paths=("/3.0/",))
+    try:
+        with pytest.raises(MailchimpUnavailableError, match="did not answer in time") as caught:
+            mailchimp(app).subscribe("suppliers", ADDRESS)
+    finally:
+        notify_sandbox.state.clear_faults()
     assert caught.value.status is None and caught.value.transient
 
 
@@ -316,13 +322,23 @@ def max_in_flight(state: MailchimpState, key: str, stop: threading.Event) -> Ite
     yield peak
 
 
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Poll until ``condition()``; the generous cap only guards against a hung test."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.005)
+
+
 def test_never_more_than_ten_requests_in_flight_per_key(
     make_mc_app: Callable[..., Flask], mc_state: MailchimpState, notify_sandbox: Sandbox
 ) -> None:
     # Two apps with the same key share one semaphore; retries are off, so a 429 would fail.
-    first = make_mc_app(DM_MAILCHIMP_RETRIES=0)
-    second = make_mc_app(DM_MAILCHIMP_RETRIES=0)
-    notify_sandbox.state.set_faults(latency=0.05, paths=("/3.0/",))
+    # The sandbox holds every request until released: ten fill the key's slots however
+    # slow the machine, and the other thirty must wait for a slot.
+    first = make_mc_app(DM_MAILCHIMP_RETRIES=0, DM_MAILCHIMP_TIMEOUT=60)
+    second = make_mc_app(DM_MAILCHIMP_RETRIES=0, DM_MAILCHIMP_TIMEOUT=60)
+    notify_sandbox.state.set_faults(stall_rate=1.0, stall_seconds=60, paths=("/3.0/",))
     peak: list[int] = []
     stop = threading.Event()
     watcher = threading.Thread(
@@ -330,8 +346,10 @@ def test_never_more_than_ten_requests_in_flight_per_key(
     )
     watcher.start()
     errors: list[BaseException] = []
+    started: list[int] = []
 
     def subscribe(app: Flask, i: int) -> None:
+        started.append(i)
         try:
             mailchimp(app).subscribe("suppliers", f"p{i}@digital.gov.uk")
         except BaseException as error:
@@ -340,15 +358,22 @@ def test_never_more_than_ten_requests_in_flight_per_key(
     threads = [
         threading.Thread(target=subscribe, args=(first if i % 2 else second, i)) for i in range(40)
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    stop.set()
-    watcher.join(5)
+    try:
+        for thread in threads:
+            thread.start()
+        wait_for(
+            lambda: len(started) == 40 and mc_state.in_flight(mc_state.api_key) == 10,
+            "ten requests in flight",
+        )
+    finally:
+        notify_sandbox.state.clear_faults()
+        for thread in threads:
+            thread.join(60)
+        stop.set()
+        watcher.join(5)
     assert errors == []
     assert mc_state.member_count(SUPPLIERS) == 40
-    assert 5 <= peak[0] <= 10
+    assert peak[0] == 10
 
     # The control: the bare client in as many threads goes past the cap and gets 429s.
     statuses: list[int | None] = []
@@ -362,12 +387,17 @@ def test_never_more_than_ten_requests_in_flight_per_key(
         except ApiClientError as error:
             statuses.append(error.status_code)
 
+    notify_sandbox.state.set_faults(stall_rate=1.0, stall_seconds=60, paths=("/3.0/",))
     threads = [threading.Thread(target=bare, args=(i,)) for i in range(40)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert 429 in statuses
+    try:
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(statuses) == 30, "thirty answers past the cap")
+    finally:
+        notify_sandbox.state.clear_faults()
+        for thread in threads:
+            thread.join(60)
+    assert (statuses.count(200), statuses.count(429)) == (10, 30)
 
 
 def test_mailchimp_signals_and_logs_hold_no_address(

@@ -344,7 +344,9 @@ def served(app: Flask) -> Iterator[str]:
     # A request handler that logs no request lines: the token is in the URL, so an access
     # log would hold it (keep the app's access logs of this path private, see the README).
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=SandboxRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

@@ -12,6 +12,8 @@ from flask_dmmail import Mailer
 from flask_dmmail.errors import DailyLimitError, NotifyUnavailableError, RateLimitError
 from flask_dmmail.sandbox import Sandbox
 
+from .conftest import RefillAfter429
+
 PERSONAL = {"name": "N", "framework": "F"}
 
 
@@ -22,7 +24,9 @@ def references(sandbox: Sandbox) -> Counter[str | None]:
 def test_500s_are_retried_until_they_succeed(
     make_app: Callable[..., Flask], sandbox: Sandbox
 ) -> None:
-    mailer: Mailer = make_app(DM_NOTIFY_RETRIES=20).extensions["dmmail"]
+    # No backoff: with half the requests failing (the look-ups too), an email can take a
+    # dozen attempts, and even a 1 ms base would double to seconds of waiting.
+    mailer: Mailer = make_app(DM_NOTIFY_RETRIES=20, DM_NOTIFY_RETRY_BACKOFF=0).extensions["dmmail"]
     sandbox.state.set_faults(error_rate=0.5, seed=1)
     for n in range(20):
         mailer.send(f"p{n}@example.gov.uk", "welcome", PERSONAL)
@@ -35,7 +39,7 @@ def test_500s_are_retried_until_they_succeed(
 def test_dropped_connections_after_storing_never_send_twice(
     make_app: Callable[..., Flask], sandbox: Sandbox
 ) -> None:
-    mailer: Mailer = make_app(DM_NOTIFY_RETRIES=20).extensions["dmmail"]
+    mailer: Mailer = make_app(DM_NOTIFY_RETRIES=20, DM_NOTIFY_RETRY_BACKOFF=0).extensions["dmmail"]
     sandbox.state.set_faults(drop_rate=0.5, seed=2)
     sent = [mailer.send(f"p{n}@example.gov.uk", "welcome", PERSONAL) for n in range(20)]
     sandbox.state.clear_faults()
@@ -49,7 +53,8 @@ def test_a_stall_past_the_timeout_never_sends_twice(
     make_app: Callable[..., Flask], sandbox: Sandbox
 ) -> None:
     mailer: Mailer = make_app(DM_NOTIFY_RETRIES=5, DM_NOTIFY_TIMEOUT=0.5).extensions["dmmail"]
-    sandbox.state.set_faults(stall_rate=1.0, stall_seconds=1.5, paths=["/v2/notifications/email"])
+    # The stall outlasts any client (clear_faults ends it), however late the timeout fires.
+    sandbox.state.set_faults(stall_rate=1.0, stall_seconds=60, paths=["/v2/notifications/email"])
     try:
         sent = mailer.send("p@example.gov.uk", "welcome", PERSONAL)
     finally:
@@ -73,26 +78,31 @@ def test_when_retries_run_out_the_error_is_transient_and_typed(
     assert sandbox.state.outbox() == []
 
 
-def test_rate_limits_are_retried(make_app: Callable[..., Flask], sandbox: Sandbox) -> None:
+def test_rate_limits_are_retried(
+    make_app: Callable[..., Flask], sandbox: Sandbox, refill_after_429: RefillAfter429
+) -> None:
     mailer: Mailer = make_app(DM_NOTIFY_RETRIES=10, DM_NOTIFY_RETRY_BACKOFF=0.2).extensions[
         "dmmail"
     ]
-    sandbox.state.set_limits(rate_limit=60)  # a bucket of 21, refilled at 1 a second
-    sent = [mailer.send(f"p{n}@example.gov.uk", "welcome", PERSONAL) for n in range(23)]
+    # 1 a minute: a bucket of 2 and no token back on its own, so the third send meets a
+    # 429; the bucket is refilled when the mailer says it will retry.
+    sandbox.state.set_limits(rate_limit=1)
+    sent = [mailer.send(f"p{n}@example.gov.uk", "welcome", PERSONAL) for n in range(3)]
     assert all(sent)
-    assert len(sandbox.state.outbox()) == 23
+    assert len(sandbox.state.outbox()) == 3
+    assert refill_after_429.refills == 1
 
 
 def test_without_retries_a_rate_limit_is_a_typed_transient_error(
     make_app: Callable[..., Flask], sandbox: Sandbox
 ) -> None:
     mailer: Mailer = make_app(DM_NOTIFY_RETRIES=0).extensions["dmmail"]
-    sandbox.state.set_limits(rate_limit=3)
+    sandbox.state.set_limits(rate_limit=1)  # a bucket of 2, no token back for a minute
     with pytest.raises(RateLimitError) as raised:
         for n in range(10):
             mailer.send(f"p{n}@example.gov.uk", "welcome", PERSONAL)
     assert raised.value.transient
-    assert "3 requests per 60 seconds" in str(raised.value)
+    assert "1 requests per 60 seconds" in str(raised.value)
 
 
 def test_the_daily_limit_is_not_retried(make_app: Callable[..., Flask], sandbox: Sandbox) -> None:
@@ -109,7 +119,8 @@ def test_with_no_retries_a_timed_out_send_that_notify_stored_is_found(
     make_app: Callable[..., Flask], sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     mailer: Mailer = make_app(DM_NOTIFY_RETRIES=0, DM_NOTIFY_TIMEOUT=0.3).extensions["dmmail"]
-    sandbox.state.set_faults(stall_rate=1.0, stall_seconds=1.0, paths=["/v2/notifications/email"])
+    # The stall outlasts any client (clear_faults ends it), however late the timeout fires.
+    sandbox.state.set_faults(stall_rate=1.0, stall_seconds=60, paths=["/v2/notifications/email"])
     try:
         with caplog.at_level("INFO", logger="flask_dmmail"):
             sent = mailer.send("p@example.gov.uk", "welcome", PERSONAL)

@@ -13,7 +13,6 @@ from flask_dmmail import Mailer, SentEmail, attachment
 from flask_dmmail.errors import (
     ApiKeyRevokedError,
     DMMailError,
-    InvalidAttachmentError,
     InvalidEmailAddressError,
     InvalidInputError,
     InvalidOptionError,
@@ -153,39 +152,6 @@ def test_an_unknown_name_lists_the_known_ones(mailer: Mailer) -> None:
     with pytest.raises(UnknownTemplateError) as raised:
         mailer.send("a@example.gov.uk", "welcom", PERSONAL)
     assert "reset_password, welcome" in str(raised.value)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "error"),
-    [
-        (dict(data=b"x" * (2 * 1024 * 1024 + 1)), "2 MiB"),
-        (dict(data=b"x", filename="report"), "extension"),
-        (dict(data=b"x", filename="report.csv", is_csv=True), "not both"),
-        (dict(data=b"x", retention_period=79), "1 to 78"),
-        (dict(data=b"x", retention_period="0 weeks"), "1 to 78"),
-        (dict(data=b"x", retention_period="a year"), "1 to 78"),
-        (dict(data=b""), "empty"),
-        (dict(data="text"), "bytes"),
-    ],
-    ids=[
-        "too-big",
-        "no-extension",
-        "filename-and-is-csv",
-        "79-weeks",
-        "0-weeks",
-        "words",
-        "empty",
-        "str",
-    ],
-)
-def test_attachments_are_checked_locally(kwargs: dict[str, Any], error: str) -> None:
-    data = kwargs.pop("data")
-    with pytest.raises(InvalidAttachmentError, match=error):
-        attachment(data, **kwargs)
-
-
-def test_an_attachment_repr_shows_no_content() -> None:
-    assert "secret" not in repr(attachment(b"secret payload", filename="a.txt"))
 
 
 def test_missing_personalisation_carries_the_names(mailer: Mailer) -> None:

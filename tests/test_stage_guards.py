@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_dmmail import DMMail, Mailer, attachment
+from flask_dmmail import DMMail, Mailer
 from flask_dmmail.errors import (
     ConfigurationError,
-    InvalidAttachmentError,
     InvalidOptionError,
     InvalidPersonalisationError,
     RecipientNotAllowedOnStageError,
@@ -392,11 +391,6 @@ def test_an_int_too_long_to_write_is_a_typed_refusal(mailer: Mailer, sandbox: Sa
         mailer.send("a@example.gov.uk", "welcome", {"name": [1, -(10**5000)], "framework": "F"})
     assert mailer.send("a@example.gov.uk", "welcome", {"name": 10**100, "framework": 1})
     assert len(sandbox.state.outbox()) == 1
-
-
-def test_a_lone_surrogate_in_a_filename_is_a_typed_refusal() -> None:
-    with pytest.raises(InvalidAttachmentError):
-        attachment(b"a,b\n", filename="report\udcff.csv")
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,9 @@ def app_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.delenv("DM_NOTIFY_KEY", raising=False)
     app = create_app("test")
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

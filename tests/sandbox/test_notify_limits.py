@@ -29,13 +29,13 @@ def test_rate_limit_per_key_type(
     key_type: str,
     label: str,
 ) -> None:
-    # 3 per 60 s: a bucket of ceil(3/3)+1 = 2 tokens, refilled at 0.05 per second.
-    sbx.state.set_limits(rate_limit=3)
+    # 1 per 60 s: a bucket of ceil(1/3)+1 = 2 tokens, and no token back for a minute.
+    sbx.state.set_limits(rate_limit=1)
     client = make_notify_client(getattr(sbx.keys, key_type))
     for _ in range(2):
         client.send_email_notification(TEAM_MEMBER, PLAIN_ID)
     error = raises_http(lambda: client.send_email_notification(TEAM_MEMBER, PLAIN_ID))
-    assert (error.status_code, error.message) == (429, _rate_error(label, 3))
+    assert (error.status_code, error.message) == (429, _rate_error(label, 1))
     # other key types have their own bucket; GETs are never limited
     other = sbx.keys.test if key_type != "test" else sbx.keys.live
     make_notify_client(other).send_email_notification(TEAM_MEMBER, PLAIN_ID)
@@ -45,7 +45,7 @@ def test_rate_limit_per_key_type(
 def test_rate_limit_is_checked_before_the_body_is_parsed(
     sbx: Sandbox, http: requests.Session
 ) -> None:
-    sbx.state.set_limits(rate_limit=3)
+    sbx.state.set_limits(rate_limit=1)  # a bucket of 2, no token back for a minute
     url = f"{sbx.url}/v2/notifications/email"
     statuses = [
         http.post(url, data="{broken", headers=auth_header(sbx.keys.test)).status_code
@@ -53,7 +53,7 @@ def test_rate_limit_is_checked_before_the_body_is_parsed(
     ]
     assert statuses == [400, 400, 429]
     response = http.post(url, data="{broken", headers=auth_header(sbx.keys.test))
-    assert response.json() == {"status_code": 429, "errors": _rate_error("TEST", 3)}
+    assert response.json() == {"status_code": 429, "errors": _rate_error("TEST", 1)}
     # only POST /v2/notifications/* is limited
     preview = http.post(
         f"{sbx.url}/v2/template/{PLAIN_ID}/preview", headers=auth_header(sbx.keys.test)
@@ -99,8 +99,9 @@ def test_daily_limit_counts_only_stored_sends(
 def test_limits_through_the_control_endpoint(
     sbx: Sandbox, http: requests.Session, notify_client: NotificationsAPIClient
 ) -> None:
-    response = http.post(f"{sbx.url}/_sandbox/limits", json={"rate_limit": 3, "daily_limit": 9})
-    assert response.json() == {"rate_limit": 3, "burst": 2, "daily_limit": 9}
+    # 1 per 60 s: a bucket of 2, and no token back for a minute
+    response = http.post(f"{sbx.url}/_sandbox/limits", json={"rate_limit": 1, "daily_limit": 9})
+    assert response.json() == {"rate_limit": 1, "burst": 2, "daily_limit": 9}
     assert http.post(f"{sbx.url}/_sandbox/limits", json={"rate_limit": "x"}).status_code == 400
     assert http.post(f"{sbx.url}/_sandbox/limits", json={"other": 1}).status_code == 400
     for _ in range(2):
@@ -131,14 +132,16 @@ def test_defaults_are_notifys() -> None:
 def test_the_bucket_size_can_be_set_apart_from_the_rate(
     sbx: Sandbox, make_notify_client: Callable[..., NotificationsAPIClient], http: requests.Session
 ) -> None:
-    # 600 per 60 s would give Notify's bucket of 201 tokens; burst=4 holds 4.
-    sbx.state.set_limits(rate_limit=600, burst=4)
+    # 1 per 60 s would give Notify's bucket of ceil(1/3)+1 = 2 tokens; burst=4 holds 4.
+    # One token comes back a minute after the first send, so however slow the machine,
+    # the fifth send finds the bucket empty.
+    sbx.state.set_limits(rate_limit=1, burst=4)
     client = make_notify_client(sbx.keys.test)
     for _ in range(4):
         client.send_email_notification(TEAM_MEMBER, PLAIN_ID)
     error = raises_http(lambda: client.send_email_notification(TEAM_MEMBER, PLAIN_ID))
-    assert (error.status_code, error.message) == (429, _rate_error("TEST", 600))
+    assert (error.status_code, error.message) == (429, _rate_error("TEST", 1))
     answer = http.post(f"{sbx.url}/_sandbox/limits", json={"burst": 7}).json()
-    assert answer["burst"] == 7 and answer["rate_limit"] == 600
+    assert answer["burst"] == 7 and answer["rate_limit"] == 1
     sbx.state.reset()
     assert http.get(f"{sbx.url}/_sandbox/state").json()["burst"] == 1000
