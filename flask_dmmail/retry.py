@@ -7,6 +7,7 @@ or not answering; a bulk run puts those emails back in its queue instead.
 
 from __future__ import annotations
 
+import math
 import random
 
 __all__ = ["BACKOFF_CAP", "backoff_delay"]
@@ -23,4 +24,9 @@ def backoff_delay(attempt: int, base: float) -> float:
     :param base: the first attempt's largest wait, in seconds (``DM_NOTIFY_RETRY_BACKOFF``,
         ``DM_MAILCHIMP_RETRY_BACKOFF``).
     """
-    return random.uniform(0, min(BACKOFF_CAP, base * 2 ** (attempt - 1)))
+    if base <= 0:
+        return 0.0
+    # Compare exponents first: 2**(attempt-1) overflows a float from attempt 1025.
+    if attempt - 1 >= math.log2(BACKOFF_CAP / base):
+        return random.uniform(0, BACKOFF_CAP)
+    return random.uniform(0, base * 2 ** (attempt - 1))
