@@ -162,3 +162,18 @@ def test_the_announcer_reports_a_skip_as_the_send_path_does(
         "template_id": email.template_id,
         "to_hash": email.to_hash,
     }
+
+
+def test_mailer_send_bulk_takes_exactly_the_parameters_of_bulk_send_bulk() -> None:
+    # Mailer.send_bulk forwards to flask_dmmail.bulk.send_bulk (imported on first use): the
+    # two spell one signature, so a parameter added to one must be added to the other.
+    from flask_dmmail.bulk import send_bulk
+
+    mailer = inspect.signature(Mailer.send_bulk).parameters
+    function = inspect.signature(send_bulk).parameters
+    assert [(p.name, p.kind, p.default) for p in list(mailer.values())[1:]] == [
+        (p.name, p.kind, p.default) for p in list(function.values())[1:]
+    ]
+    assert {n: str(p.annotation) for n, p in list(mailer.items())[1:]} == {
+        n: str(p.annotation) for n, p in list(function.items())[1:]
+    }
