@@ -3,9 +3,11 @@
 Notify limits each service and key type with a token bucket
 (``../shared/reference/notify-api.md`` section 6): it holds
 ``min(ceil(rate / 3) + 1, 1000)`` tokens and refills at ``rate / 60`` a second, where
-``rate`` is the service's per-minute limit (3000 unless Notify set another). The sandbox
-enforces that bucket (:class:`TokenBucket`); bulk sending paces itself by the same shape,
-less a margin for network jitter (:class:`RateLimiter`).
+``rate`` is the service's per-minute limit (3000 unless Notify set another). Notify takes
+a token before it looks, and refuses when fewer than one is left: a full bucket of 1000
+lets 999 through. The sandbox enforces that bucket (:class:`TokenBucket`); bulk sending
+paces itself by the same shape, less a margin for network jitter (:class:`RateLimiter`),
+which is always at least the token Notify keeps back.
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ class TokenBucket:
     """A token bucket of ``size`` tokens (Notify's for the rate unless given) refilled at
     ``rate_per_minute / 60`` a second. Thread-safe.
 
-    :meth:`try_take` refuses when less than a whole token is left (the server's view: a
-    refused request takes nothing); :meth:`reserve` always takes one and says how long to
-    wait for it (the client's view: wait your turn).
+    :meth:`try_take` is Notify's own check (the server's view): it takes a token first and
+    refuses when less than one is left, so a full bucket of ``size`` lets ``size - 1``
+    through and a refused request still spends the token it finds. :meth:`reserve` always
+    takes one and says how long to wait for it (the client's view: wait your turn).
     """
 
     def __init__(
@@ -83,13 +86,23 @@ class TokenBucket:
         self._updated = now
 
     def try_take(self) -> bool:
-        """Take a token if a whole one is there; False (and nothing taken) otherwise."""
+        """Notify's rate-limit check: True when the request may go on.
+
+        As notifications-utils' ``tally-bucket-rate-limit`` script does, whole tokens are
+        added for the time since the last whole token (the part of a token already earned
+        is kept), the bucket is capped, one token is taken if there is one, and the request
+        is refused when fewer than one token is left (notifications-api's
+        ``token_bucket_rate_limit_exceeded``: ``remaining < 1``).
+        """
         with self._lock:
-            self._refill(self._clock())
+            now = self._clock()
+            earned = self._tokens + max(0.0, now - self._updated) * self.per_second
+            whole = math.floor(earned)
+            self._tokens = min(whole, math.floor(self.capacity)) + (earned - whole)
+            self._updated = now
             if self._tokens >= 1:
                 self._tokens -= 1
-                return True
-            return False
+            return self._tokens >= 1
 
     def reserve(self) -> float:
         """Take a token, going into debt if need be: the seconds to wait before using it."""

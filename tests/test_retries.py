@@ -84,20 +84,22 @@ def test_rate_limits_are_retried(
     mailer: Mailer = make_app(DM_NOTIFY_RETRIES=10, DM_NOTIFY_RETRY_BACKOFF=0.2).extensions[
         "dmmail"
     ]
-    # 1 a minute: a bucket of 2 and no token back on its own, so the third send meets a
-    # 429; the bucket is refilled when the mailer says it will retry.
+    # 1 a minute: a bucket of 2, which lets one request through (Notify takes the token
+    # first and refuses when none is left), and no token back on its own, so the second
+    # and the third send each meet a 429; the bucket is refilled when the mailer says it
+    # will retry.
     sandbox.state.set_limits(rate_limit=1)
     sent = [mailer.send(f"p{n}@example.gov.uk", "welcome", PERSONAL) for n in range(3)]
     assert all(sent)
     assert len(sandbox.state.outbox()) == 3
-    assert refill_after_429.refills == 1
+    assert refill_after_429.refills == 2
 
 
 def test_without_retries_a_rate_limit_is_a_typed_transient_error(
     make_app: Callable[..., Flask], sandbox: Sandbox
 ) -> None:
     mailer: Mailer = make_app(DM_NOTIFY_RETRIES=0).extensions["dmmail"]
-    sandbox.state.set_limits(rate_limit=1)  # a bucket of 2, no token back for a minute
+    sandbox.state.set_limits(rate_limit=1)  # 1 request through, no token back for a minute
     with pytest.raises(RateLimitError) as raised:
         for n in range(10):
             mailer.send(f"p{n}@example.gov.uk", "welcome", PERSONAL)

@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
         "--burst",
         type=int,
         default=None,
-        help="token bucket size (default Notify's: min(rate/3 + 1, 1000))",
+        help="token bucket size, at least 2 (default Notify's: min(rate/3 + 1, 1000)); "
+        "as on Notify, a full bucket lets one request fewer through than it holds",
     )
     parser.add_argument("--daily-limit", type=int, default=250_000, help="emails per day")
     parser.add_argument(

@@ -11,13 +11,14 @@ envelope is the default).
 from __future__ import annotations
 
 import dataclasses
-import json
 import socket
 import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from .notify_api import notify_json
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -60,12 +61,13 @@ ErrorBody = Callable[[], tuple[str, bytes]]
 
 
 def notify_error_body() -> tuple[str, bytes]:
-    """Notify's 500 envelope."""
+    """Notify's 500 envelope, written as its ``jsonify`` writes it (keys sorted, compact,
+    a trailing newline)."""
     body = {
         "status_code": 500,
         "errors": [{"error": "InternalServerError", "message": "Internal server error"}],
     }
-    return "application/json", json.dumps(body).encode()
+    return "application/json", notify_json(body).encode()
 
 
 class FaultMiddleware:

@@ -4,6 +4,11 @@
 :class:`~flask_dmmail.ratelimit.TokenBucket` per key type, sized as Notify sizes it unless a
 ``burst`` is given) and the per-day count of sends by notification type (test keys are never
 counted). The Notify API checks both before it reads a request's body.
+
+As Notify does, a request takes its token first and is refused when fewer than one is left,
+so a bucket of ``burst`` tokens lets ``burst - 1`` requests through at once, and a refused
+request spends the token it finds. A bucket must hold at least 2 tokens (Notify's smallest,
+for a limit of 1 a minute); one of 1 would refuse everything.
 """
 
 from __future__ import annotations
@@ -14,6 +19,17 @@ from ..ratelimit import TokenBucket, notify_bucket_size
 from .models import utcnow
 
 __all__ = ["Limits"]
+
+#: The smallest bucket that lets a request through (Notify's for a limit of 1 a minute).
+MIN_BURST = 2
+
+
+def _check_burst(burst: int | None) -> None:
+    if burst is not None and burst < MIN_BURST:
+        raise ValueError(
+            f"burst must be at least {MIN_BURST}: Notify takes a token before it checks and "
+            "refuses when none is left, so a bucket of 1 token would refuse every request"
+        )
 
 
 class Limits:
@@ -29,6 +45,7 @@ class Limits:
         self, lock: threading.RLock, *, rate_limit: int, burst: int | None, daily_limit: int
     ) -> None:
         self.lock = lock
+        _check_burst(burst)
         self._initial = (rate_limit, burst, daily_limit)
         self.reset()
 
@@ -60,8 +77,7 @@ class Limits:
         own sizing) and/or the daily limit; refills the buckets."""
         with self.lock:
             if burst is not None:
-                if burst < 1:
-                    raise ValueError("burst must be at least 1")
+                _check_burst(burst)
                 self.burst = burst
                 self._buckets.clear()
             if rate_limit is not None:
@@ -75,7 +91,8 @@ class Limits:
                 self.daily_limit = daily_limit
 
     def take_rate_token(self, key_type: str) -> bool:
-        """Take one token from the key type's bucket; False when it is empty."""
+        """Notify's check on the key type's bucket: take a token (if there is one); False
+        when fewer than one is left after it."""
         with self.lock:
             bucket = self._buckets.get(key_type)
             if bucket is None:

@@ -29,7 +29,7 @@ from .models import (
 from .notify_state import NotifyState
 from .validation import ApiError, bad_request, strip_address, validate
 
-__all__ = ["json_response", "notify_blueprint"]
+__all__ = ["json_response", "notify_blueprint", "notify_json"]
 
 EMAIL_SIZE_LIMIT = 2_000_000
 NOT_FOUND_MESSAGE = (
@@ -38,24 +38,34 @@ NOT_FOUND_MESSAGE = (
 )
 
 
+def notify_json(body: Any) -> str:
+    """``body`` as Notify's Flask ``jsonify`` writes it: compact, keys sorted at every level,
+    non-ASCII escaped, and a trailing newline."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n"
+
+
 def json_response(body: Any, status: int = 200) -> Response:
-    """A JSON response (compact, key order kept)."""
-    return Response(
-        json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json"
-    )
+    """A JSON response as Notify sends one (:func:`notify_json`)."""
+    return Response(notify_json(body), status=status, mimetype="application/json")
 
 
 def _no_result() -> ApiError:
     return ApiError(404, "NoResultFound", "No result found")
 
 
-def _request_json() -> Any:
-    """The body as JSON whatever the Content-Type; an empty body is ``{}``."""
+def _request_json(*, empty_is_object: bool = False) -> Any:
+    """The body as JSON whatever the Content-Type, as Notify's ``get_valid_json`` reads it.
+
+    A body that is not JSON (an empty one too) is 400 "Invalid JSON supplied in POST
+    data"; a falsy value (``null``, ``[]``, ``0``, ``false``, ``""``) is ``{}``
+    (``request.get_json(force=True) or {}``). ``empty_is_object``: an empty body is ``{}``
+    (the preview route checks for an empty body before it parses).
+    """
     data = request.get_data(cache=False)
-    if not data:
+    if empty_is_object and not data:
         return {}
     try:
-        return json.loads(data)
+        return json.loads(data) or {}
     except ValueError:
         raise bad_request("Invalid JSON supplied in POST data") from None
 
@@ -330,10 +340,11 @@ class NotifyApi:
             return json_response(_template_json(template, template.current))
 
     def get_template_version(self, template_id: str, version: int) -> Response:
-        """GET /v2/template/{id}/version/{n}."""
+        """GET /v2/template/{id}/version/{n}; version 0 is the current version, as Notify's
+        ``get_template_by_id`` only asks for a version ``if version``."""
         template = self._find_template(template_id)
         with self.state.lock:
-            found = template.version(version)
+            found = template.version(version) if version else template.current
             if found is None:
                 raise _no_result()
             return json_response(_template_json(template, found))
@@ -354,7 +365,7 @@ class NotifyApi:
 
     def preview_template(self, template_id: str) -> Response:
         """POST /v2/template/{id}/preview."""
-        data = _request_json()
+        data = _request_json(empty_is_object=True)
         if isinstance(data, dict):
             data = dict(data, id=template_id)
         validate("preview", data)
@@ -365,7 +376,7 @@ class NotifyApi:
         missing = render.missing_placeholders(version.subject, version.body, personalisation)
         if missing:
             raise bad_request(f"Missing personalisation: {', '.join(missing)}")
-        body = render.fill(version.body, personalisation)
+        filled = render.fill(version.body, personalisation)
         subject = None
         if version.type != "sms":
             subject = render.format_subject(render.fill(version.subject or "", personalisation))
@@ -374,9 +385,11 @@ class NotifyApi:
                 "id": template.id,
                 "type": version.type,
                 "version": version.version,
-                "body": body,
+                # notifications-utils: content_with_placeholders_filled_in is stripped;
+                # html_body renders the filled content as it is.
+                "body": filled.strip(),
                 "subject": subject,
-                "html": render.render_email_html(body) if version.type == "email" else None,
+                "html": render.render_email_html(filled) if version.type == "email" else None,
                 "postage": "second" if version.type == "letter" else None,
             }
         )

@@ -285,7 +285,7 @@ def test_preview(notify_client: NotificationsAPIClient) -> None:
         "id": WELCOME_ID,
         "type": "email",
         "version": 1,
-        "body": "# Welcome Ada\n\nYour date is 1 May.\n\n",
+        "body": "# Welcome Ada\n\nYour date is 1 May.",  # stripped, as Notify's
         "subject": "Hello Ada – it’s Monday",
         "html": preview["html"],
         "postage": None,

@@ -220,7 +220,11 @@ _ALL_ESCAPED = "".join("\\" + c for c in "`*_(){}[]<>#+-.!|\\")
         pytest.param("• a", _list("ul", []), id="bullet-list"),
         pytest.param("•a", _list("ul", []), id="bullet-no-space"),
         pytest.param("1. a\n2. b", _list("ol", [], []), id="numbered-list"),
-        pytest.param("^ Inset", ["<blockquote", "<p", "</p", "</blockquote"], id="inset-text"),
+        pytest.param(
+            "^ Inset",
+            ["<div", "<blockquote", "<p", "</p", "</blockquote", "</div"],
+            id="inset-text",
+        ),
         pytest.param("a\nb", ["<p", "<br", "</p"], id="line-break"),
         pytest.param("a\n\nb", ["<p", "</p", "<p", "</p"], id="two-paragraphs"),
         pytest.param("Some **bold** _it_ `code`", ["<p", "</p"], id="no-emphasis-or-code"),
@@ -407,7 +411,7 @@ def test_render_never_emits_a_script_tag(body: str) -> None:
 def test_render_escapes_all_markup(body: str) -> None:
     html = render_email_html(body)
     allowed = {"p", "h2", "h3", "hr", "table", "tr", "td", "ul", "ol", "li", "a", "br"}
-    allowed.add("blockquote")
+    allowed.update(("blockquote", "div"))
     for tag in re.findall(r"</?([a-zA-Z0-9]+)", html):
         assert tag in allowed
     assert 'href="javascript' not in html.lower()
