@@ -65,7 +65,9 @@ REFUSED: dict[str, tuple[dict[str, Any], str, dict[str, Any], str]] = {
     "over-2-MiB": (
         {"data": b"x" * (MAX_FILE_SIZE + 1)},
         "Notify takes at most 2097152 (2 MiB). Send a smaller file or a link to it.",
-        {"file": base64.b64encode(b"x" * (MAX_FILE_SIZE + 1)).decode()},
+        # document-download-api takes up to 2 MiB + 1024 decoded bytes (the official
+        # client's prepare_upload, like attachment(), stops at 2 MiB)
+        {"file": base64.b64encode(b"x" * (MAX_FILE_SIZE + 1024 + 1)).decode()},
         "Uploaded file exceeds file size limit",
     ),
     "no-extension": (
