@@ -306,9 +306,9 @@ def log_stand_ins(app: Flask, embedded: EmbeddedSeed) -> None:
     names = ", ".join(embedded.stand_ins)
     logger.log(
         logging.INFO if app.testing else logging.WARNING,
-        "flask-dmmail sandbox mode: no template body for %s (DM_NOTIFY_TEMPLATES): they send "
-        "as stand-in templates that accept any personalisation. Run `%s` with a Notify test "
-        "key to check personalisation against the real templates (written to %s).",
+        "flask-dmmail sandbox mode: stand-in templates (no body here, any personalisation "
+        "accepted) for these DM_NOTIFY_TEMPLATES names: %s. Run `%s` with a Notify test key "
+        "to check personalisation against the real templates (written to %s).",
         names,
         PULL_COMMAND,
         DEFAULT_FILENAME,
