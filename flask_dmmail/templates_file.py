@@ -37,14 +37,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from flask import Flask
+
+from .config import Settings
 from .errors import ConfigurationError, TemplatesFileError
-
-if TYPE_CHECKING:
-    from flask import Flask
-
-    from .config import Settings
 
 __all__ = [
     "DEFAULT_FILENAME",
