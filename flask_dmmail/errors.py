@@ -20,6 +20,7 @@ does not (``TemplateNotFoundError``, ``MemberExistsError``). ``RateLimitError`` 
     DMMailError                       .message, .transient
     ├── ConfigurationError            a config key is missing or wrong (.key names it)
     ├── ExtensionError                DMMail used the wrong way round (also a RuntimeError)
+    ├── TemplatesFileError            the pulled templates file cannot be read or written
     ├── InvalidInputError             refused before any network call (also a ValueError)
     │   ├── InvalidEmailAddressError
     │   ├── UnknownTemplateError
@@ -126,6 +127,7 @@ __all__ = [
     "RecipientsError",
     "ServiceError",
     "TemplateNotFoundError",
+    "TemplatesFileError",
     "UnknownAudienceError",
     "UnknownTemplateError",
     "UnlistedAudienceError",
@@ -165,6 +167,11 @@ class ConfigurationError(DMMailError):
 
 class ExtensionError(DMMailError, RuntimeError):
     """The extension is used the wrong way round (registered twice, not registered, no app)."""
+
+
+class TemplatesFileError(DMMailError):
+    """The templates file ``flask dmmail templates pull`` writes (``notify_templates.json``)
+    cannot be read or written, or is not in its shape; the message names the file."""
 
 
 class InvalidInputError(DMMailError, ValueError):

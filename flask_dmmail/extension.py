@@ -57,8 +57,11 @@ class Mailer:
         base_url = settings.notify_base_url
         if settings.sandbox:
             from .sandbox import Sandbox
+            from .templates_file import embedded_seed, log_stand_ins
 
-            self.sandbox = Sandbox.start(seed=settings.sandbox_seed, auto_templates=True)
+            # Only the app's templates: any other id is "Template not found", as on Notify.
+            embedded = embedded_seed(app, settings)
+            self.sandbox = Sandbox.start(seed=embedded.seed, auto_templates=False)
             api_key = self.sandbox.keys.test
             base_url = self.sandbox.url
             if app.debug or app.testing:
@@ -77,6 +80,7 @@ class Mailer:
                     settings.stage,
                     base_url,
                 )
+            log_stand_ins(app, embedded)
         elif app.debug:
             logger.warning(
                 "flask-dmmail: this debug app sends through real GOV.UK Notify at %s with the "

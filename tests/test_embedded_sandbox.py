@@ -13,7 +13,7 @@ from flask import Flask
 from notifications_python_client.notifications import NotificationsAPIClient
 
 from flask_dmmail import DMMail, Mailer
-from flask_dmmail.errors import ConfigurationError
+from flask_dmmail.errors import ConfigurationError, TemplateNotFoundError
 
 from .conftest import SEED, TEMPLATES, WELCOME_ID
 
@@ -49,18 +49,15 @@ def test_the_sandbox_keys_work_with_any_notify_client(sandbox_app: Flask) -> Non
     assert response["content"]["subject"] == "Welcome, A"
 
 
-def test_an_unknown_template_id_still_makes_an_email_listing_its_personalisation(
-    sandbox_app: Flask,
-) -> None:
+def test_an_unknown_template_id_is_template_not_found_as_on_notify(sandbox_app: Flask) -> None:
     mailer: Mailer = sandbox_app.extensions["dmmail"]
-    sent = mailer.send(
-        "dev@example.gov.uk",
-        "9b9b9b9b-1111-4222-8333-444455556666",
-        {"first_name": "Dev", "code": 1234},
-    )
-    assert sent is not None
-    assert "first_name: Dev" in sent.body
-    assert "code: 1234" in sent.body
+    with pytest.raises(TemplateNotFoundError, match="Template not found"):
+        mailer.send(
+            "dev@example.gov.uk",
+            "9b9b9b9b-1111-4222-8333-444455556666",
+            {"first_name": "Dev", "code": 1234},
+        )
+    assert mailer.sandbox is not None and mailer.sandbox.state.outbox() == []
 
 
 def test_the_outbox_page_is_mounted_in_the_app(sandbox_app: Flask) -> None:

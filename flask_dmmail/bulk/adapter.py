@@ -9,12 +9,12 @@ a change to how the Mailer sends changes this module alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .. import signals
 from ..errors import DMMailError, NotifyError
-from ..notify import NotificationStatus, PreparedEmail, SentEmail
+from ..notify import NotificationStatus, PreparedEmail, SentEmail, TemplatePreview
 from ..validation import check_template_name
 
 if TYPE_CHECKING:
@@ -72,6 +72,10 @@ class MailerAdapter:
     def app_context(self) -> AppContext:
         """An application context of the app, for a sender thread."""
         return self._mailer.app.app_context()
+
+    def preview(self, template_id: str, personalisation: Mapping[str, Any]) -> TemplatePreview:
+        """Notify's preview of the template filled with ``personalisation``."""
+        return self._mailer.preview(template_id, personalisation)
 
     # -- the send path --
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import DMMailError
+from ..errors import DMMailError, MissingPersonalisationError, RecipientsError
 from ..notify import PreparedEmail
 from .adapter import MailerAdapter
 from .journal import Entry
@@ -72,6 +72,24 @@ class Planner:
             else:
                 planned.append(Planned(recipient.row, email, None, email.to_hash))
         return planned
+
+    def check_placeholders(self, planned: list[Planned]) -> None:
+        """Ask Notify's preview of the template whether the input has every placeholder: a
+        stand-in value for each personalisation key of any recipient (no real value leaves
+        the machine). Raises :class:`~flask_dmmail.errors.RecipientsError` naming the
+        placeholders no recipient has (a CSV's missing columns): every email would fail."""
+        keys = {key for p in planned if p.email for key in p.email.personalisation}
+        if not any(p.email for p in planned):
+            return  # nothing would be sent
+        try:
+            self.adapter.preview(self.template_id, dict.fromkeys(sorted(keys), "x"))
+        except MissingPersonalisationError as error:
+            missing = ", ".join(error.missing) or "(Notify did not name them)"
+            raise RecipientsError(
+                f"The template needs personalisation the recipients do not have: {missing}. "
+                "Add a column for each (CSV) or a value (--personalisation), then run again; "
+                "nothing was sent."
+            ) from None
 
     def fingerprint(self, planned: list[Planned]) -> str:
         """What the journal checks a resumed run's input against: the source's identity

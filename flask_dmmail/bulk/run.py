@@ -36,6 +36,7 @@ from .planning import Planned, Planner
 from .report import BulkFailure, BulkProgress, BulkReport, failure
 from .senders import EXPECTED_LATENCY, MAX_THREADS, STOP_GRACE, Result, SenderPool, Work
 from .sources import RecipientSource, as_source
+from .systemic import FirstRows, stopped_by_input
 
 if TYPE_CHECKING:
     from ..extension import Mailer
@@ -84,6 +85,9 @@ class _BulkRun:
         self.abandon = abandon
         self.interrupted = False
         self.abort_error: BaseException | None = None
+        #: The first rows' outcomes: all failing with one input error stops the run.
+        self.first_rows = FirstRows()
+        self.input_abort = False
         self.journal: Journal | None = None
         self.started = time.monotonic()
         # counters
@@ -102,6 +106,8 @@ class _BulkRun:
         if planned is None:  # stopped while reading the recipients: nothing done yet
             raise BulkInterruptedError(_STOPPED)
         self.total = len(planned)
+        if self.dry_run:  # the template's placeholders against the input, by Notify's preview
+            self.planner.check_placeholders(planned)
         self.journal = Journal.open(self.journal_path, create=not self.dry_run)
         try:
             return self._run(planned)
@@ -153,6 +159,10 @@ class _BulkRun:
             report.unsent + report.in_doubt,
             extra={"template_id": self.template_id, "bulk_failed": report.failed_by_class},
         )
+        if self.abort_error is not None and self.input_abort:
+            raise BulkAbortedError(stopped_by_input(self.abort_error), report=report) from (
+                self.abort_error
+            )
         if self.abort_error is not None:
             raise BulkAbortedError(
                 f"Stopped: {type(self.abort_error).__name__} would fail every other email too. "
@@ -172,6 +182,7 @@ class _BulkRun:
         seen: set[str] = set()
         todo: deque[Work] = deque()
         records: list[Record] = []
+        watching = not self.dry_run  # the rows before the first one to send
         for p in planned:
             assert p.row is not None
             if p.email is None:
@@ -180,7 +191,10 @@ class _BulkRun:
                 records.append((p.row, p.address_hash, None, FAILED, None, type(p.error).__name__))
                 if not self.dry_run:
                     self.adapter.failed(p.error)
+                    if watching and self.first_rows.outcome(p.error):
+                        self.abort_input(p.error)
                 continue
+            watching = False
             email = p.email
             if email.reference in seen:
                 self.duplicates += 1
@@ -215,6 +229,12 @@ class _BulkRun:
         """Whether the caller gave up waiting for the sends under way (``abandon``)."""
         self.stopping()
         return self.abandon is not None and self.abandon.is_set()
+
+    def abort_input(self, error: BaseException) -> None:
+        """Stop because the first rows all failed with ``error``, an input error."""
+        if self.abort_error is None:
+            self.input_abort = True
+        self.abort(error)
 
     def abort(self, error: BaseException) -> None:
         """Stop because of ``error``, which every other email would hit too."""
@@ -270,6 +290,7 @@ class _BulkRun:
             if result.latency:
                 self.latency += 0.1 * (result.latency - self.latency)
             self.recent.append((time.monotonic(), self.sent))
+            self.first_rows.outcome(None)
             return [work.record(SENT, result.sent.id)]
         if outcome == "found":
             assert result.found is not None
@@ -280,6 +301,8 @@ class _BulkRun:
             assert error is not None
             self.unavailable_streak = 0
             self.failures.append(failure(work.row, error))
+            if self.first_rows.outcome(error):
+                self.abort_input(error)
             return [work.record(FAILED, error=type(error).__name__)]
         if outcome == "requeue":
             assert error is not None

@@ -29,6 +29,7 @@ SUBCOMMANDS: Mapping[str, str] = {
     "sandbox": "notify",
     "bulk-send": "bulk",
     "mailchimp": "mailchimp",
+    "templates": "templates",
 }
 
 

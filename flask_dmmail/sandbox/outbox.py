@@ -19,6 +19,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, render_template, request
 from markupsafe import Markup
 
+from ..templates_file import STAND_IN_SUFFIX
 from .guard import host_refusal, remote_client
 from .mailchimp.models import MEMBER_STATUSES
 from .models import Notification
@@ -89,6 +90,23 @@ def _sandbox_url(state: SandboxState) -> str | None:
     return None
 
 
+def _stand_in(template_name: str) -> str | None:
+    """The DM_NOTIFY_TEMPLATES name(s) a stand-in template stands in for; None for a real one
+    (see :mod:`flask_dmmail.templates_file`)."""
+    if template_name.endswith(STAND_IN_SUFFIX):
+        return template_name[: -len(STAND_IN_SUFFIX)]
+    return None
+
+
+def _shown_value(value: Any) -> str:
+    """A personalisation value as the page lists it (a file as "a file")."""
+    if isinstance(value, list):
+        return ", ".join(_shown_value(v) for v in value)
+    if isinstance(value, dict):
+        return "a file"
+    return str(value)
+
+
 def _example_template_id(state: SandboxState) -> str | None:
     """The id of an email template to show in the how-to, if there is one."""
     notify = state.notify
@@ -125,6 +143,8 @@ def outbox_blueprint(state: SandboxState) -> Blueprint:
             "status_classes": _STATUS_CLASSES,
             "format_size": _format_size,
             "member_classes": _MEMBER_CLASSES,
+            "stand_in": _stand_in,
+            "shown_value": _shown_value,
             "nav_current": "dmmail_outbox.mailchimp_index"
             if (request.endpoint or "").startswith("dmmail_outbox.mailchimp")
             else "dmmail_outbox.index",
