@@ -50,7 +50,7 @@ def test_add_member_returns_the_full_member_object(client: Any, list_id: str) ->
     assert member["tags_count"] == 2
     assert [t["name"] for t in member["tags"]] == ["suppliers", "dos"]
     assert all(isinstance(t["id"], int) for t in member["tags"])
-    assert member["stats"] == {"avg_open_rate": 0, "avg_click_rate": 0}
+    assert member["stats"]["avg_open_rate"] == member["stats"]["avg_click_rate"] == 0
     rels = {link["rel"] for link in member["_links"]}
     assert {"self", "parent", "update", "upsert", "delete"} <= rels
     assert None not in member.values()
@@ -401,11 +401,23 @@ def test_delete_permanent_is_204_then_gone_forever(client: Any, list_id: str) ->
 
 
 class TestFakeRule:
-    def test_off_by_default(self, client: Any, list_id: str) -> None:
-        assert _add(client, list_id, email="foo@example.com")["status"] == "subscribed"
+    def test_on_by_default(self, client: Any, list_id: str) -> None:
+        # Mailchimp refused foo@example.com live (mailchimp-api.md §3).
+        with pytest.raises(ApiClientError) as exc:
+            _add(client, list_id, email="foo@example.com")
+        assert "looks fake or invalid" in problem(exc)["detail"]
 
     @pytest.mark.parametrize(
-        "email", ["foo@example.com", "someone@test.com", "x@mail.example", "y@host.test"]
+        "email",
+        [
+            "foo@example.com",
+            "someone@test.com",
+            "x@mail.example",
+            "y@host.test",
+            "z@dm.example.gov.uk",
+            "w@test.co.uk",
+            "v@printer.local",
+        ],
     )
     def test_when_on_refuses_fake_looking_addresses(
         self, client: Any, list_id: str, mc: MailchimpState, email: str

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .models import CampaignRecord, ListRecord
@@ -94,10 +94,14 @@ def content_json(campaign: CampaignRecord, base: str) -> dict[str, Any]:
 
 
 def checklist(
-    campaign: CampaignRecord, lst: ListRecord | None, recipient_count: int
+    campaign: CampaignRecord,
+    lst: ListRecord | None,
+    recipient_count: int,
+    domain_verified: Callable[[str], bool] = lambda domain: True,
 ) -> list[dict[str, Any]]:
     """The send checklist's items for ``campaign``, sent to ``lst`` (None: no audience) with
-    ``recipient_count`` recipients; any item of type ``error`` means it is not ready."""
+    ``recipient_count`` recipients, whose from-address (``reply_to``) must be at a domain for
+    which ``domain_verified`` is true; any item of type ``error`` means it is not ready."""
     items: list[tuple[str, str, str]] = []
     settings = campaign.settings
     if campaign.status in ("sent", "sending"):
@@ -117,6 +121,21 @@ def checklist(
             items.append(("success", heading, f"The {heading.lower()} is set."))
         else:
             items.append(("error", heading, f"You need to add a {heading.lower()}."))
+    reply_to = str(settings.get("reply_to") or "").strip()
+    if reply_to:
+        domain = reply_to.rpartition("@")[2].lower()
+        if domain_verified(domain):
+            items.append(("success", "Domain", f"{domain} is a verified domain."))
+        else:
+            # The checklist's wording is the sandbox's own (docs/sandbox.md).
+            items.append(
+                (
+                    "error",
+                    "Domain",
+                    f"The from email address's domain, {domain}, is not verified. Verify it "
+                    "or use an address at a verified domain.",
+                )
+            )
     content = campaign.plain_text if campaign.type == "plaintext" else campaign.html
     if not campaign.has_content or not content.strip():
         items.append(("error", "Content", "You need to add content to your campaign."))

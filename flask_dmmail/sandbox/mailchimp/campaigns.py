@@ -287,7 +287,12 @@ class CampaignStore:
 
     def _checklist(self, campaign: CampaignRecord) -> list[dict[str, Any]]:
         lst = self._state.list_store.find(campaign.list_id)
-        return checklist(campaign, lst, self._recipient_count(campaign))
+        return checklist(
+            campaign,
+            lst,
+            self._recipient_count(campaign),
+            self._state.domain_store.is_verified,
+        )
 
     def send_checklist(self, campaign_id: str, base: str) -> dict[str, Any]:
         """GET /campaigns/{id}/send-checklist."""
