@@ -38,7 +38,14 @@ from .web import (
     request_body,
     time_arg,
 )
-from .wsgi import BATCH_OPERATION, COUNTED, ConnectionLimit, mailchimp_error_body, too_many
+from .wsgi import (
+    BATCH_OPERATION,
+    COUNTED,
+    DATACENTER,
+    ConnectionLimit,
+    mailchimp_error_body,
+    too_many,
+)
 
 __all__ = [
     "ConnectionLimit",
@@ -71,7 +78,11 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
             raise MailchimpProblem(
                 401, "API Key Missing", "Your request did not include an API key."
             )
-        if not state.key_store.key_is_valid(key, bearer=bearer):
+        datacenter = request.environ.get(DATACENTER)
+        key_dc = state.datacenter if bearer else key.rpartition("-")[2]
+        if not state.key_store.key_is_valid(key, bearer=bearer) or (
+            datacenter is not None and datacenter != key_dc
+        ):
             raise MailchimpProblem(
                 401,
                 "API Key Invalid",

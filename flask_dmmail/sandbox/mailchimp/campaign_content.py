@@ -10,12 +10,13 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from .models import CampaignRecord, ListRecord
+from .models import CampaignRecord, ListRecord, iso
 
 __all__ = [
     "UNSUB_TAG",
     "camp_settings",
     "camp_tracking",
+    "campaign_json",
     "checklist",
     "content_json",
     "html_to_text",
@@ -40,6 +41,7 @@ def camp_settings(given: Mapping[str, Any] | None) -> dict[str, Any]:
         "auto_footer": False,
         "inline_css": False,
         "auto_tweet": False,
+        "auto_fb_post": [],
         "fb_comments": True,
         "timewarp": False,
         "template_id": 0,
@@ -60,6 +62,8 @@ def camp_tracking(given: Mapping[str, Any] | None) -> dict[str, Any]:
         "ecomm360": False,
         "google_analytics": "",
         "clicktale": "",
+        "salesforce": {"campaign": False, "notes": False},
+        "capsule": {"notes": False},
     }
     if given:
         tracking.update(given)
@@ -153,3 +157,66 @@ def checklist(
         {"type": kind, "id": number, "heading": heading, "details": details}
         for number, (kind, heading, details) in enumerate(items, start=1)
     ]
+
+
+def campaign_json(
+    campaign: CampaignRecord, lst: ListRecord | None, recipient_count: int, base: str
+) -> dict[str, Any]:
+    """The campaign as the API shows it, sent to ``lst`` (None: no such audience) with
+    ``recipient_count`` recipients: the fields of the API reference's campaign sample
+    (``parent_campaign_id``, ``report_summary`` once sent, every ``delivery_status`` key)."""
+    recipients: dict[str, Any] = {
+        "list_id": campaign.list_id,
+        "list_is_active": lst is not None,
+        "list_name": lst.name if lst is not None else "",
+        "segment_text": "",
+        "recipient_count": recipient_count,
+    }
+    if campaign.segment_opts is not None:
+        recipients["segment_opts"] = dict(campaign.segment_opts)
+    href = f"{base}/campaigns/{campaign.id}"
+    sent = campaign.status in ("sending", "sent")
+    data: dict[str, Any] = {
+        "id": campaign.id,
+        "web_id": campaign.web_id,
+        "parent_campaign_id": "",
+        "type": campaign.type,
+        "create_time": iso(campaign.created),
+        "archive_url": f"http://eepurl.com/{campaign.id[:6]}",
+        "long_archive_url": f"https://us5.campaign-archive.com/?id={campaign.id}",
+        "status": campaign.status,
+        "emails_sent": campaign.emails_sent,
+        "send_time": iso(campaign.send_time),
+        "content_type": "html" if campaign.type != "plaintext" else "plaintext",
+        "needs_block_refresh": False,
+        "resendable": False,
+        "recipients": recipients,
+        "settings": dict(campaign.settings),
+        "tracking": dict(campaign.tracking),
+    }
+    if sent:
+        data["report_summary"] = {
+            "opens": 0,
+            "unique_opens": 0,
+            "open_rate": 0,
+            "clicks": 0,
+            "subscriber_clicks": 0,
+            "click_rate": 0,
+            "ecommerce": {"total_orders": 0, "total_spent": 0, "total_revenue": 0},
+        }
+    data["delivery_status"] = {
+        "enabled": False,
+        "can_cancel": False,
+        "status": "delivered" if campaign.status == "sent" else "",
+        "emails_sent": campaign.emails_sent,
+        "emails_canceled": 0,
+    }
+    data["_links"] = [
+        {"rel": "self", "href": href, "method": "GET"},
+        {"rel": "parent", "href": f"{base}/campaigns", "method": "GET"},
+        {"rel": "update", "href": href, "method": "PATCH"},
+        {"rel": "delete", "href": href, "method": "DELETE"},
+        {"rel": "content", "href": f"{href}/content", "method": "GET"},
+        {"rel": "send_checklist", "href": f"{href}/send-checklist", "method": "GET"},
+    ]
+    return data
