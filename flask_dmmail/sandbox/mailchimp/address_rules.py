@@ -3,15 +3,15 @@ invalid", or it "has signed up to a lot of lists very recently".
 
 Both answer 400 "Invalid Resource" with the detail Mailchimp uses (the reference notes,
 ``mailchimp-api.md`` §3: ``foo@example.com`` was refused live). How Mailchimp decides is not
-published, so :class:`AddressRules` is a documented stand-in, on by default:
+published, so ``AddressRules`` here is a documented stand-in, on by default:
 
 * **looks fake**: an address at one of :data:`DEFAULT_FAKE_DOMAINS` or a subdomain of one
   (``example`` and ``test`` under any public suffix: ``example.com``, ``test.org``,
   ``dm.example.gov.uk``), at a reserved or local top-level domain (:data:`FAKE_TLDS`), or one
   of the exact addresses a seed names;
 * **signed up to a lot of lists very recently**: an address that a seed names as such, or that
-  was signed up (added as subscribed or pending) to :attr:`~.state.MailchimpState.signup_limit`
-  other audiences of the account within :attr:`~.state.MailchimpState.signup_window` seconds.
+  was signed up (added as subscribed or pending) to the state's ``signup_limit`` other
+  audiences of the account within its ``signup_window`` seconds.
 
 Addresses at any other domain pass, so tests use :func:`member_address` (at
 :data:`MEMBER_DOMAIN`) for members that must be accepted.
@@ -80,7 +80,7 @@ def domain_matches(domain: str, entry: str) -> bool:
 class AddressRules:
     """The "looks fake" and "too many recent signups" rules; shares the state's lock.
 
-    :param state: the :class:`~flask_dmmail.sandbox.mailchimp.MailchimpState` it belongs to
+    :param state: the :class:`~flask_dmmail.sandbox.mailchimp.state.MailchimpState` it belongs to
         (its lock, clock, ``signup_limit`` and ``signup_window``).
     """
 

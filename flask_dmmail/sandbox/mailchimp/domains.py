@@ -56,7 +56,7 @@ class _Domain:
 class VerifiedDomainStore:
     """The account's sending domains; shares the state's lock.
 
-    :param state: the :class:`~flask_dmmail.sandbox.mailchimp.MailchimpState` it belongs to.
+    :param state: the :class:`~flask_dmmail.sandbox.mailchimp.state.MailchimpState` it belongs to.
     """
 
     def __init__(self, state: MailchimpState) -> None:

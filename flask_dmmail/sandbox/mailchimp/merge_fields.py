@@ -5,7 +5,7 @@ fixtures (``plugins/@grouparoo/mailchimp/__tests__/fixtures/mailchimp-export.js`
 LNAME (text, size 25), ADDRESS (address, default country 164), PHONE (phone, no format) and
 BIRTHDAY (birthday, ``MM/DD``), none required, with merge ids 1 to 5. The collection lists them
 by tag, as the recordings do. Member values are checked against them by
-:func:`.merge_values.check_merge_values`.
+``merge_values.check_merge_values``.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def _settings(body: Mapping[str, Any]) -> dict[str, Any]:
 class MergeFieldStore:
     """The merge fields of the account's audiences; shares the state's lock.
 
-    :param state: the :class:`~flask_dmmail.sandbox.mailchimp.MailchimpState` it belongs to.
+    :param state: the :class:`~flask_dmmail.sandbox.mailchimp.state.MailchimpState` it belongs to.
     """
 
     def __init__(self, state: MailchimpState) -> None:
