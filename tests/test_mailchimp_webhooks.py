@@ -395,8 +395,10 @@ def test_the_sandbox_delivers_unsubscribes_and_bounces_to_the_app(
 
 
 def test_add_webhook_is_refused_when_the_route_does_not_answer(
-    app: Flask, mc_state: MailchimpState
+    app: Flask, mc_state: MailchimpState, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # The sandbox plays Mailchimp: its HTTP client logs (DEBUG) the URL it checks.
+    caplog.set_level(logging.INFO, logger="urllib3")
     audiences = app.extensions["dmmail"].mailchimp
     with socket.socket() as sock:  # a port nothing listens on: the app is not served
         sock.bind(("127.0.0.1", 0))
@@ -409,8 +411,10 @@ def test_add_webhook_is_refused_when_the_route_does_not_answer(
 
 
 def test_add_webhook_twice_at_one_url_is_refused(
-    app: Flask, served: str, mc_state: MailchimpState
+    app: Flask, served: str, mc_state: MailchimpState, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # The sandbox plays Mailchimp: its HTTP client logs (DEBUG) the URL it checks.
+    caplog.set_level(logging.INFO, logger="urllib3")
     audiences = app.extensions["dmmail"].mailchimp
     assert audiences.add_webhook("suppliers", served + PATH)
     with pytest.raises(MailchimpValidationError) as exc:
