@@ -12,6 +12,13 @@ and the stores, each in a module of its own in this package:
 - ``campaign_store`` (``campaigns.py``, with ``campaign_content.py``): campaigns, sending,
   scheduling;
 - ``batch_store`` (``batches.py``): batch operations and their results.
+- ``address_rules`` (``address_rules.py``): the addresses Mailchimp refuses though well formed;
+- ``merge_field_store`` (``merge_fields.py``, with ``merge_values.py``): audiences' merge
+  fields and the checks of members' values (``member_fields.py`` checks a write's fields);
+- ``domain_store`` (``domains.py``): the verified sending domains a campaign needs.
+
+``search.py`` answers ``/search-members``; ``wsgi.py`` takes the data centre out of a
+``/us5/3.0`` path.
 
 The records they keep are in ``models.py``, their JSON in ``serialise.py``. Business rules
 (statuses, compliance, forgotten addresses, the send checklist) live in the stores, so tests and
