@@ -11,7 +11,9 @@ from flask import Flask
 from example_app import create_app
 from flask_dmmail.errors import ConfigurationError
 from flask_dmmail.notify import SentEmail
+from flask_dmmail.sandbox.mailchimp import member_address
 
+SUPPLIER = member_address("supplier")  # an address Mailchimp (and the sandbox) accepts
 KEY = "live-26785a09-ab16-4eb0-8407-a37497a57506-3d844edf-8d35-48ac-975b-e847b4f122b0"
 
 
@@ -96,12 +98,12 @@ def test_the_mailing_list_form_subscribes_through_mailchimp(
 ) -> None:
     mailchimp_state = app.extensions["dmmail"].sandbox.state.mailchimp
     if before == "subscribed":
-        mailchimp_state.add_members("a1b2c3d4e5", ["supplier@example.gov.uk"])
+        mailchimp_state.add_members("a1b2c3d4e5", [SUPPLIER])
     elif before == "unsubscribed":
-        mailchimp_state.add_members("a1b2c3d4e5", ["supplier@example.gov.uk"])
-        mailchimp_state.unsubscribe("a1b2c3d4e5", "supplier@example.gov.uk")
+        mailchimp_state.add_members("a1b2c3d4e5", [SUPPLIER])
+        mailchimp_state.unsubscribe("a1b2c3d4e5", SUPPLIER)
     client = app.test_client()
-    response = client.post("/mailing-list", data={"email": "supplier@example.gov.uk"})
+    response = client.post("/mailing-list", data={"email": SUPPLIER})
     assert response.status_code == status
     page = client.get("/").get_data(as_text=True) if status == 302 else response.get_data(True)
     assert message in page

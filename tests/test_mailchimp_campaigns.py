@@ -81,6 +81,7 @@ def test_a_campaign_is_created_filled_and_sent_in_one_call(
 def test_from_name_and_reply_to_can_be_given(
     audiences: Audiences, mc_state: MailchimpState, subscribers: list[str]
 ) -> None:
+    mc_state.verify_domain("digital.gov.uk")  # Mailchimp sends only from verified domains
     audiences.send_campaign(
         "suppliers",
         title="t",

@@ -19,13 +19,14 @@ from flask_dmmail.bulk import BulkFailure
 from flask_dmmail.csvsafe import safe_cell
 from flask_dmmail.errors import InvalidEmailAddressError, InvalidInputError
 from flask_dmmail.mailchimp import Audiences, SubscribeOutcome, scrub
-from flask_dmmail.sandbox.mailchimp import MailchimpState
+from flask_dmmail.sandbox.mailchimp import MailchimpState, member_address
 from tests.mailchimp_support import BUYERS, SUPPLIERS, Instrument
 from tests.secrets_scan import disclosure_allowed, register_secret
 
 ADDRESS = "ada.lovelace@digital.gov.uk"
 BROKEN = "ada.lovelace\udcff@digital.gov.uk"  # what os.fsdecode makes of a stray byte
 HTML = "<p>New briefs.</p><p>*|UNSUB|*</p>"
+PLAIN = member_address("plain")
 
 # What a subscriber may type as their first name on a signup form.
 HOSTILE_NAMES = [
@@ -63,10 +64,10 @@ def assert_clean_error(result: Result, *, code: int, says: str) -> None:
 def test_export_writes_subscriber_values_as_text_never_as_formulas(
     audiences: Audiences, mc_app: Flask, tmp_path: Path
 ) -> None:
-    people = [f"person{i}@example.gov.uk" for i in range(len(HOSTILE_NAMES))]
+    people = [member_address(f"person{i}") for i in range(len(HOSTILE_NAMES))]
     for address, name in zip(people, HOSTILE_NAMES, strict=True):
         assert audiences.subscribe("suppliers", address, merge_fields={"FNAME": name}).on_list
-    audiences.subscribe("suppliers", "plain@example.gov.uk", merge_fields={"FNAME": "Ada"})
+    audiences.subscribe("suppliers", PLAIN, merge_fields={"FNAME": "Ada"})
     out = tmp_path / "members.csv"
     with disclosure_allowed("the export's CSV holds addresses: that is its purpose"):
         to_file = run(
@@ -80,7 +81,7 @@ def test_export_writes_subscriber_values_as_text_never_as_formulas(
         names = {row["email_address"]: row["merge_fields.FNAME"] for row in rows}
         for address, name in zip(people, HOSTILE_NAMES, strict=True):
             assert names[address] == "'" + name  # shown as typed, never run
-        assert names["plain@example.gov.uk"] == "Ada"
+        assert names[PLAIN] == "Ada"
         for row in rows:
             for value in row.values():
                 assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), row

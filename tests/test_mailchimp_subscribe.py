@@ -163,7 +163,6 @@ def test_an_address_mailchimp_thinks_fake_is_invalid(
     audiences: Audiences, mc_state: MailchimpState
 ) -> None:
     fake = "someone@example.com"
-    mc_state.set_fake_rule(True)
     result = audiences.subscribe("suppliers", fake)
     assert result.outcome is SubscribeOutcome.INVALID_ADDRESS
     assert "looks fake or invalid" in (result.detail or "")
@@ -249,7 +248,6 @@ def test_subscribe_many_reports_every_outcome(
     mc_state.archive_member(SUPPLIERS, archived)
     mc_state.archive_member(SUPPLIERS, archived_unsub)
     mc_state.delete_member_permanent(SUPPLIERS, forgotten)
-    mc_state.set_fake_rule(True)
     given = [
         *new,
         already,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from urllib.parse import urlencode
@@ -13,6 +14,7 @@ import pytest
 from flask import Flask, url_for
 from werkzeug.serving import make_server
 
+from flask_dmmail.errors import MailchimpValidationError
 from flask_dmmail.sandbox.mailchimp import MailchimpState
 from flask_dmmail.sandbox.server import SandboxRequestHandler
 from flask_dmmail.webhooks import mailchimp_webhooks_blueprint
@@ -385,3 +387,37 @@ def test_the_sandbox_delivers_unsubscribes_and_bounces_to_the_app(
     assert events["unsubscribe"]["reason"] == "abuse"
     assert events["cleaned"]["to_hash"] == hasher.hash_address(other)
     assert {e["audience"] for e in events.values()} == {SUPPLIERS}
+
+
+# ---------------------------------------------------------------- Mailchimp's checks of the URL
+# (issue 10, Mailchimp item 3: a GET that must answer 200, and no second webhook at one URL;
+# sources in tests/sandbox/test_mailchimp_webhook_checks.py)
+
+
+def test_add_webhook_is_refused_when_the_route_does_not_answer(
+    app: Flask, mc_state: MailchimpState, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The sandbox plays Mailchimp: its HTTP client logs (DEBUG) the URL it checks.
+    caplog.set_level(logging.INFO, logger="urllib3")
+    audiences = app.extensions["dmmail"].mailchimp
+    with socket.socket() as sock:  # a port nothing listens on: the app is not served
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(MailchimpValidationError) as exc:
+        audiences.add_webhook("suppliers", f"http://127.0.0.1:{port}{PATH}")
+    assert "couldn't verify the URL is working" in str(exc.value)
+    assert TOKEN not in str(exc.value)
+    assert mc_state.get_webhooks(SUPPLIERS, "")["total_items"] == 0
+
+
+def test_add_webhook_twice_at_one_url_is_refused(
+    app: Flask, served: str, mc_state: MailchimpState, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The sandbox plays Mailchimp: its HTTP client logs (DEBUG) the URL it checks.
+    caplog.set_level(logging.INFO, logger="urllib3")
+    audiences = app.extensions["dmmail"].mailchimp
+    assert audiences.add_webhook("suppliers", served + PATH)
+    with pytest.raises(MailchimpValidationError) as exc:
+        audiences.add_webhook("suppliers", served + PATH)
+    assert "url" in str(exc.value)
+    assert mc_state.get_webhooks(SUPPLIERS, "")["total_items"] == 1

@@ -20,7 +20,10 @@ What this module does about the client's quirks (see the reference notes):
   and every :class:`~flask_dmmail.mailchimp.Audiences` of this process, keeps at most 10
   requests in flight;
 * each thread gets its own client object (the client mutates its config on every call);
-* the client (32 modules) is imported when the first one is built, not with this package.
+* the client (32 modules) is imported when the first one is built, not with this package;
+* a key works only in its own data centre (its ``-us5``-style ending): a base URL on another
+  data centre's host (``https://us6.api.mailchimp.com/3.0``) is refused before any request
+  (:func:`check_datacenter`), where Mailchimp would answer 401 "API Key Invalid".
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 
 from ..deadline import mailchimp_request
 from ..errors import (
+    ConfigurationError,
     ForgottenMemberError,
     InvalidMemberAddressError,
     MailchimpAuthError,
@@ -65,6 +70,24 @@ PAGE_SIZE: Final = 1000
 #: A run of the characters an address is made of (one "@" inside makes it address-like).
 _TOKEN = re.compile(r"[^\s<>\"'(),;:\[\]]+")
 _T = TypeVar("_T")
+#: Mailchimp's API host of one data centre (``us5.api.mailchimp.com``).
+_MAILCHIMP_HOST = re.compile(r"^([a-z]+[0-9]+)\.api\.mailchimp\.com$")
+
+
+def check_datacenter(api_key: str, base_url: str) -> None:
+    """Refuse a Mailchimp ``base_url`` on another data centre than ``api_key``'s ``-us5``-style
+    ending names (ConfigurationError): the key would be refused there. Other hosts (the
+    sandbox, a proxy) are not checked."""
+    match = _MAILCHIMP_HOST.match((urlsplit(base_url).hostname or "").lower())
+    _, dash, key_dc = api_key.rpartition("-")
+    if match is not None and dash and key_dc != match.group(1):
+        raise ConfigurationError(
+            "DM_MAILCHIMP_BASE_URL",
+            f"is on Mailchimp's data centre {match.group(1)!r}, but DM_MAILCHIMP_API_KEY "
+            f"belongs to {key_dc!r} (its ending), and Mailchimp refuses a key anywhere else. "
+            f"Use https://{key_dc}.api.mailchimp.com/3.0, or leave DM_MAILCHIMP_BASE_URL unset "
+            "to have it follow the key.",
+        )
 
 
 def subscriber_hash(email: str) -> str:
@@ -200,7 +223,8 @@ class Transport:
     """The requests of one API key to one Mailchimp base URL, from any thread.
 
     :param api_key: the Mailchimp API key (kept only here, never logged).
-    :param base_url: the API's base URL, such as ``https://us5.api.mailchimp.com/3.0``.
+    :param base_url: the API's base URL, such as ``https://us5.api.mailchimp.com/3.0`` (on
+        Mailchimp's host, the key's own data centre: ConfigurationError otherwise).
     :param timeout: the deadline of one request, in seconds.
     :param retries: how many times a transient failure is retried.
     :param backoff: the first retry's mean delay, in seconds (then doubling, with jitter).
@@ -209,6 +233,7 @@ class Transport:
     def __init__(
         self, *, api_key: str, base_url: str, timeout: float, retries: int, backoff: float
     ) -> None:
+        check_datacenter(api_key, base_url)
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout

@@ -34,11 +34,13 @@ class MailchimpServer:
         return self.sandbox.state
 
 
-def make_client(url: str, key: str) -> Any:
-    """The official client, pointed at the sandbox as the reference describes."""
+def make_client(url: str, key: str, server: str = "us5") -> Any:
+    """The official client, pointed at the sandbox as docs/sandbox.md describes: the host keeps
+    the client's ``server`` (the data centre) in it, as Mailchimp's host does, so the sandbox
+    sees ``/us5/3.0/...`` and can check it against the key's ending."""
     client = mailchimp_marketing.Client()
-    client.set_config({"api_key": key, "server": "us5"})
-    client.api_client.host = f"{url}/3.0"
+    client.set_config({"api_key": key, "server": server})
+    client.api_client.host = f"{url}/server/3.0"
     return client
 
 

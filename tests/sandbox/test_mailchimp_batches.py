@@ -20,14 +20,16 @@ import pytest
 import requests
 from mailchimp_marketing.api_client import ApiClientError
 
-from flask_dmmail.sandbox.mailchimp import MailchimpState, subscriber_hash
+from flask_dmmail.sandbox.mailchimp import MailchimpState, member_address, subscriber_hash
 from flask_dmmail.sandbox.mailchimp.batches import BATCH_STATUSES
 from flask_dmmail.sandbox.mailchimp.models import iso
 from tests.sandbox.mailchimp_helpers import MailchimpServer, make_client, problem
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
-EMAILS = [f"supplier{n:02d}@dm.example.gov.uk" for n in range(25)]
-NEW = "new.supplier@dm.example.gov.uk"
+EMAILS = [member_address(f"supplier{n:02d}") for n in range(25)]
+NEW = member_address("new.supplier")
+DOOMED = member_address("doomed")
+LATER = member_address("later")
 
 
 def _wait_for(condition: Callable[[], Any], what: str) -> Any:
@@ -260,14 +262,14 @@ def test_a_deleted_pending_batch_never_runs(
     client: Any, mc: MailchimpState, audience: str, fake_clock: list[float]
 ) -> None:
     mc.batch_seconds = 4
-    doomed = client.batches.start({"operations": [_add(audience, "doomed@dm.example.gov.uk")]})
+    doomed = client.batches.start({"operations": [_add(audience, DOOMED)]})
     client.batches.delete_request(doomed["id"])
-    later = client.batches.start({"operations": [_add(audience, "later@dm.example.gov.uk")]})
+    later = client.batches.start({"operations": [_add(audience, LATER)]})
     fake_clock[0] += 4  # both due now; batches run one at a time in the order they came
     _until(client, later["id"], "finished")
-    assert client.lists.get_list_member(audience, "later@dm.example.gov.uk")
+    assert client.lists.get_list_member(audience, LATER)
     with pytest.raises(ApiClientError) as exc:
-        client.lists.get_list_member(audience, "doomed@dm.example.gov.uk")
+        client.lists.get_list_member(audience, DOOMED)
     assert exc.value.status_code == 404
 
 

@@ -8,6 +8,7 @@ stores that share one lock (``state.py`` has the map of modules);
 
 from __future__ import annotations
 
+from .address_rules import MEMBER_DOMAIN, member_address
 from .api import mailchimp_blueprint
 from .batch_api import mailchimp_downloads_blueprint
 from .models import BatchOperation, SentCampaign, WebhookDelivery, subscriber_hash
@@ -16,6 +17,7 @@ from .state import MailchimpState
 from .wsgi import ConnectionLimit, mailchimp_error_body
 
 __all__ = [
+    "MEMBER_DOMAIN",
     "BatchOperation",
     "ConnectionLimit",
     "MailchimpProblem",
@@ -25,5 +27,6 @@ __all__ = [
     "mailchimp_blueprint",
     "mailchimp_downloads_blueprint",
     "mailchimp_error_body",
+    "member_address",
     "subscriber_hash",
 ]

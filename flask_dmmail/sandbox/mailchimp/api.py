@@ -22,6 +22,7 @@ from .batch_api import batch_dispatcher, mailchimp_downloads_blueprint
 from .fields import member_keys
 from .models import MEMBER_STATUSES
 from .problems import MailchimpProblem
+from .search import search_members
 from .state import MailchimpState
 from .web import (
     MAX_COUNT,
@@ -37,7 +38,14 @@ from .web import (
     request_body,
     time_arg,
 )
-from .wsgi import BATCH_OPERATION, COUNTED, ConnectionLimit, mailchimp_error_body, too_many
+from .wsgi import (
+    BATCH_OPERATION,
+    COUNTED,
+    DATACENTER,
+    ConnectionLimit,
+    mailchimp_error_body,
+    too_many,
+)
 
 __all__ = [
     "ConnectionLimit",
@@ -53,6 +61,11 @@ _CATCH_ALL = "catch_all"
 # --------------------------------------------------------------------------- blueprint
 
 
+def _skip_merge() -> bool:
+    """The ``skip_merge_validation`` query argument: required merge fields may be left out."""
+    return bool_arg("skip_merge_validation")
+
+
 def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
     """Mailchimp Marketing API v3 under ``/3.0``, backed by ``state``."""
     bp = Blueprint("mailchimp", __name__, url_prefix="/3.0")
@@ -65,7 +78,11 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
             raise MailchimpProblem(
                 401, "API Key Missing", "Your request did not include an API key."
             )
-        if not state.key_store.key_is_valid(key, bearer=bearer):
+        datacenter = request.environ.get(DATACENTER)
+        key_dc = state.datacenter if bearer else key.rpartition("-")[2]
+        if not state.key_store.key_is_valid(key, bearer=bearer) or (
+            datacenter is not None and datacenter != key_dc
+        ):
             raise MailchimpProblem(
                 401,
                 "API Key Invalid",
@@ -150,7 +167,9 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
     def one_list(list_id: str) -> Response:
         if request.method == "POST":
             return json_response(
-                state.collection_store.batch_members(list_id, request_body(), api_base())
+                state.collection_store.batch_members(
+                    list_id, request_body(), api_base(), skip_merge=_skip_merge()
+                )
             )
         if request.method == "PATCH":
             return json_response(state.list_store.update_list(list_id, request_body(), api_base()))
@@ -166,7 +185,11 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
     @route("/lists/<list_id>/members", ("GET", "POST"))
     def members(list_id: str) -> Response:
         if request.method == "POST":
-            return json_response(state.member_store.add_member(list_id, request_body(), api_base()))
+            return json_response(
+                state.member_store.add_member(
+                    list_id, request_body(), api_base(), skip_merge=_skip_merge()
+                )
+            )
         sort_dir = choice_arg("sort_dir", ("ASC", "DESC")) or "ASC"
         return json_response(
             state.collection_store.members_page(
@@ -193,11 +216,15 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
     def member(list_id: str, key: str) -> Response:
         if request.method == "PUT":
             return json_response(
-                state.member_store.set_member(list_id, key, request_body(), api_base())
+                state.member_store.set_member(
+                    list_id, key, request_body(), api_base(), skip_merge=_skip_merge()
+                )
             )
         if request.method == "PATCH":
             return json_response(
-                state.member_store.update_member(list_id, key, request_body(), api_base())
+                state.member_store.update_member(
+                    list_id, key, request_body(), api_base(), skip_merge=_skip_merge()
+                )
             )
         if request.method == "DELETE":
             state.member_store.archive_member(list_id, key)
@@ -215,6 +242,61 @@ def mailchimp_blueprint(state: MailchimpState) -> Blueprint:
             state.member_store.update_member_tags(list_id, key, request_body())
             return no_content()
         return json_response(state.member_store.get_member_tags(list_id, key, api_base()))
+
+    @route("/lists/<list_id>/merge-fields", ("GET", "POST"))
+    def merge_fields(list_id: str) -> Response:
+        store = state.merge_field_store
+        if request.method == "POST":
+            return json_response(store.create_field(list_id, request_body(), api_base()))
+        required = request.args.get("required")
+        return json_response(
+            store.list_fields(
+                list_id,
+                api_base(),
+                count=int_arg("count", 10, maximum=MAX_COUNT),
+                offset=int_arg("offset", 0),
+                type_=request.args.get("type") or None,
+                required=None if not required else bool_arg("required"),
+            )
+        )
+
+    @route("/lists/<list_id>/merge-fields/<merge_id>", ("GET", "PATCH", "DELETE"))
+    def merge_field(list_id: str, merge_id: str) -> Response:
+        store = state.merge_field_store
+        if request.method == "PATCH":
+            return json_response(store.update_field(list_id, merge_id, request_body(), api_base()))
+        if request.method == "DELETE":
+            store.delete_field(list_id, merge_id)
+            return no_content()
+        return json_response(store.get_field(list_id, merge_id, api_base()))
+
+    @route("/search-members", ("GET",))
+    def search() -> Response:
+        return json_response(
+            search_members(
+                state,
+                request.args.get("query"),
+                request.args.get("list_id") or None,
+                api_base(),
+            )
+        )
+
+    @route("/verified-domains", ("GET", "POST"))
+    def verified_domains() -> Response:
+        if request.method == "POST":
+            return json_response(state.domain_store.add_domain(request_body(), api_base()))
+        return json_response(state.domain_store.list_domains(api_base()))
+
+    @route("/verified-domains/<domain>", ("GET", "DELETE"))
+    def verified_domain(domain: str) -> Response:
+        if request.method == "DELETE":
+            state.domain_store.delete_domain(domain)
+            return no_content()
+        return json_response(state.domain_store.get_domain(domain, api_base()))
+
+    @route("/verified-domains/<domain>/actions/verify", ("POST",))
+    def verify_domain(domain: str) -> Response:
+        return json_response(state.domain_store.submit_code(domain, request_body(), api_base()))
 
     @route("/lists/<list_id>/webhooks", ("GET", "POST"))
     def webhooks(list_id: str) -> Response:

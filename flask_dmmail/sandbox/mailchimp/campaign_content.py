@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from .models import CampaignRecord, ListRecord
+from .models import CampaignRecord, ListRecord, iso
 
 __all__ = [
     "UNSUB_TAG",
     "camp_settings",
     "camp_tracking",
+    "campaign_json",
     "checklist",
     "content_json",
     "html_to_text",
@@ -40,6 +41,7 @@ def camp_settings(given: Mapping[str, Any] | None) -> dict[str, Any]:
         "auto_footer": False,
         "inline_css": False,
         "auto_tweet": False,
+        "auto_fb_post": [],
         "fb_comments": True,
         "timewarp": False,
         "template_id": 0,
@@ -60,6 +62,8 @@ def camp_tracking(given: Mapping[str, Any] | None) -> dict[str, Any]:
         "ecomm360": False,
         "google_analytics": "",
         "clicktale": "",
+        "salesforce": {"campaign": False, "notes": False},
+        "capsule": {"notes": False},
     }
     if given:
         tracking.update(given)
@@ -94,10 +98,14 @@ def content_json(campaign: CampaignRecord, base: str) -> dict[str, Any]:
 
 
 def checklist(
-    campaign: CampaignRecord, lst: ListRecord | None, recipient_count: int
+    campaign: CampaignRecord,
+    lst: ListRecord | None,
+    recipient_count: int,
+    domain_verified: Callable[[str], bool] = lambda domain: True,
 ) -> list[dict[str, Any]]:
     """The send checklist's items for ``campaign``, sent to ``lst`` (None: no audience) with
-    ``recipient_count`` recipients; any item of type ``error`` means it is not ready."""
+    ``recipient_count`` recipients, whose from-address (``reply_to``) must be at a domain for
+    which ``domain_verified`` is true; any item of type ``error`` means it is not ready."""
     items: list[tuple[str, str, str]] = []
     settings = campaign.settings
     if campaign.status in ("sent", "sending"):
@@ -117,6 +125,21 @@ def checklist(
             items.append(("success", heading, f"The {heading.lower()} is set."))
         else:
             items.append(("error", heading, f"You need to add a {heading.lower()}."))
+    reply_to = str(settings.get("reply_to") or "").strip()
+    if reply_to:
+        domain = reply_to.rpartition("@")[2].lower()
+        if domain_verified(domain):
+            items.append(("success", "Domain", f"{domain} is a verified domain."))
+        else:
+            # The checklist's wording is the sandbox's own (docs/sandbox.md).
+            items.append(
+                (
+                    "error",
+                    "Domain",
+                    f"The from email address's domain, {domain}, is not verified. Verify it "
+                    "or use an address at a verified domain.",
+                )
+            )
     content = campaign.plain_text if campaign.type == "plaintext" else campaign.html
     if not campaign.has_content or not content.strip():
         items.append(("error", "Content", "You need to add content to your campaign."))
@@ -134,3 +157,66 @@ def checklist(
         {"type": kind, "id": number, "heading": heading, "details": details}
         for number, (kind, heading, details) in enumerate(items, start=1)
     ]
+
+
+def campaign_json(
+    campaign: CampaignRecord, lst: ListRecord | None, recipient_count: int, base: str
+) -> dict[str, Any]:
+    """The campaign as the API shows it, sent to ``lst`` (None: no such audience) with
+    ``recipient_count`` recipients: the fields of the API reference's campaign sample
+    (``parent_campaign_id``, ``report_summary`` once sent, every ``delivery_status`` key)."""
+    recipients: dict[str, Any] = {
+        "list_id": campaign.list_id,
+        "list_is_active": lst is not None,
+        "list_name": lst.name if lst is not None else "",
+        "segment_text": "",
+        "recipient_count": recipient_count,
+    }
+    if campaign.segment_opts is not None:
+        recipients["segment_opts"] = dict(campaign.segment_opts)
+    href = f"{base}/campaigns/{campaign.id}"
+    sent = campaign.status in ("sending", "sent")
+    data: dict[str, Any] = {
+        "id": campaign.id,
+        "web_id": campaign.web_id,
+        "parent_campaign_id": "",
+        "type": campaign.type,
+        "create_time": iso(campaign.created),
+        "archive_url": f"http://eepurl.com/{campaign.id[:6]}",
+        "long_archive_url": f"https://us5.campaign-archive.com/?id={campaign.id}",
+        "status": campaign.status,
+        "emails_sent": campaign.emails_sent,
+        "send_time": iso(campaign.send_time),
+        "content_type": "html" if campaign.type != "plaintext" else "plaintext",
+        "needs_block_refresh": False,
+        "resendable": False,
+        "recipients": recipients,
+        "settings": dict(campaign.settings),
+        "tracking": dict(campaign.tracking),
+    }
+    if sent:
+        data["report_summary"] = {
+            "opens": 0,
+            "unique_opens": 0,
+            "open_rate": 0,
+            "clicks": 0,
+            "subscriber_clicks": 0,
+            "click_rate": 0,
+            "ecommerce": {"total_orders": 0, "total_spent": 0, "total_revenue": 0},
+        }
+    data["delivery_status"] = {
+        "enabled": False,
+        "can_cancel": False,
+        "status": "delivered" if campaign.status == "sent" else "",
+        "emails_sent": campaign.emails_sent,
+        "emails_canceled": 0,
+    }
+    data["_links"] = [
+        {"rel": "self", "href": href, "method": "GET"},
+        {"rel": "parent", "href": f"{base}/campaigns", "method": "GET"},
+        {"rel": "update", "href": href, "method": "PATCH"},
+        {"rel": "delete", "href": href, "method": "DELETE"},
+        {"rel": "content", "href": f"{href}/content", "method": "GET"},
+        {"rel": "send_checklist", "href": f"{href}/send-checklist", "method": "GET"},
+    ]
+    return data

@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from . import problems
-from .campaign_content import camp_settings, camp_tracking, checklist, content_json, html_to_text
+from .campaign_content import (
+    camp_settings,
+    camp_tracking,
+    campaign_json,
+    checklist,
+    content_json,
+    html_to_text,
+)
 from .models import CampaignRecord, SentCampaign, iso, new_id, new_web_id, parse_time
 from .problems import MailchimpProblem
 from .serialise import collection_links
@@ -287,7 +294,12 @@ class CampaignStore:
 
     def _checklist(self, campaign: CampaignRecord) -> list[dict[str, Any]]:
         lst = self._state.list_store.find(campaign.list_id)
-        return checklist(campaign, lst, self._recipient_count(campaign))
+        return checklist(
+            campaign,
+            lst,
+            self._recipient_count(campaign),
+            self._state.domain_store.is_verified,
+        )
 
     def send_checklist(self, campaign_id: str, base: str) -> dict[str, Any]:
         """GET /campaigns/{id}/send-checklist."""
@@ -373,42 +385,7 @@ class CampaignStore:
 
     def _campaign_json(self, campaign: CampaignRecord, base: str) -> dict[str, Any]:
         lst = self._state.list_store.find(campaign.list_id)
-        recipients: dict[str, Any] = {
-            "list_id": campaign.list_id,
-            "list_is_active": lst is not None,
-            "list_name": lst.name if lst is not None else "",
-            "segment_text": "",
-            "recipient_count": self._recipient_count(campaign),
-        }
-        if campaign.segment_opts is not None:
-            recipients["segment_opts"] = dict(campaign.segment_opts)
-        href = f"{base}/campaigns/{campaign.id}"
-        return {
-            "id": campaign.id,
-            "web_id": campaign.web_id,
-            "type": campaign.type,
-            "create_time": iso(campaign.created),
-            "archive_url": f"http://eepurl.com/{campaign.id[:6]}",
-            "long_archive_url": f"https://us5.campaign-archive.com/?id={campaign.id}",
-            "status": campaign.status,
-            "emails_sent": campaign.emails_sent,
-            "send_time": iso(campaign.send_time),
-            "content_type": "html" if campaign.type != "plaintext" else "plaintext",
-            "needs_block_refresh": False,
-            "resendable": False,
-            "recipients": recipients,
-            "settings": dict(campaign.settings),
-            "tracking": dict(campaign.tracking),
-            "delivery_status": {"enabled": False},
-            "_links": [
-                {"rel": "self", "href": href, "method": "GET"},
-                {"rel": "parent", "href": f"{base}/campaigns", "method": "GET"},
-                {"rel": "update", "href": href, "method": "PATCH"},
-                {"rel": "delete", "href": href, "method": "DELETE"},
-                {"rel": "content", "href": f"{href}/content", "method": "GET"},
-                {"rel": "send_checklist", "href": f"{href}/send-checklist", "method": "GET"},
-            ],
-        }
+        return campaign_json(campaign, lst, self._recipient_count(campaign), base)
 
     # ----------------------------------------------------------------- reads (the outbox)
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import problems
+from .merge_fields import DEFAULT_FIELDS, default_merge_fields
 from .models import ListRecord, new_id, new_web_id, subscriber_hash
 from .problems import MailchimpProblem
 from .serialise import collection_links, list_json
@@ -48,6 +49,10 @@ class ListStore:
     def find(self, list_id: str) -> ListRecord | None:
         """The audience ``list_id``, or None."""
         return self._lists.get(list_id)
+
+    def records(self) -> list[ListRecord]:
+        """Every audience's record, oldest first."""
+        return list(self._lists.values())
 
     def create_list(
         self,
@@ -105,6 +110,8 @@ class ListStore:
                     "visibility": "pub",
                     **settings,
                 },
+                merge_fields=default_merge_fields(),
+                merge_seq=len(DEFAULT_FIELDS),
             )
             self._lists[lst.id] = lst
             return lst.id

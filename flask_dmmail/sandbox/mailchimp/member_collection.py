@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from . import problems
+from .merge_values import MERGE_INVALID
 from .models import MEMBER_STATUSES, ListRecord, MemberRecord, subscriber_hash
 from .problems import MailchimpProblem
 from .serialise import collection_links, member_json, unique_email_id
@@ -41,7 +42,9 @@ class MemberCollectionStore:
     def _list(self, list_id: str) -> ListRecord:
         return self._state.list_store.record(list_id)
 
-    def batch_members(self, list_id: str, body: Any, base: str) -> dict[str, Any]:
+    def batch_members(
+        self, list_id: str, body: Any, base: str, *, skip_merge: bool = False
+    ) -> dict[str, Any]:
         """POST /lists/{id}: up to 500 members, each added, updated or refused."""
         body = problems.require_object(body)
         members = body.get("members")
@@ -96,7 +99,14 @@ class MemberCollectionStore:
                             if status_given is not None
                             else None
                         )
-                        store.update(lst, existing, checked, status, {**item, "tags": None})
+                        store.update(
+                            lst,
+                            existing,
+                            checked,
+                            status,
+                            {**item, "tags": None},
+                            skip_merge=skip_merge,
+                        )
                         if item.get("tags") is not None:
                             store.apply_fields(
                                 lst, existing, {"tags": item["tags"]}, sync_tags=sync_tags
@@ -109,21 +119,12 @@ class MemberCollectionStore:
                         if status_new is None:
                             raise problems.required_fields("status")
                         status = store.check_status(status_new, "status")
-                        member = store.add_or_readd(lst, checked, status, item, sync_tags=sync_tags)
+                        member = store.add_or_readd(
+                            lst, checked, status, item, sync_tags=sync_tags, skip_merge=skip_merge
+                        )
                         created.append(member_json(lst, member, base))
                 except MailchimpProblem as problem:
-                    message = problem.detail
-                    if problem.errors:
-                        message = "; ".join(e.get("message", "") for e in problem.errors)
-                    errors.append(
-                        {
-                            "email_address": email if isinstance(email, str) else "",
-                            "error": message,
-                            "error_code": "ERROR_GENERIC",
-                            "field": "",
-                            "field_message": "",
-                        }
-                    )
+                    errors.append(_batch_error(email, problem))
         self._state.webhook_store.flush_webhooks()
         return {
             "new_members": created,
@@ -262,6 +263,24 @@ class MemberCollectionStore:
             if lst is None:
                 raise KeyError(list_id)
             return len(lst.members) if status is None else lst.counts[status]
+
+
+def _batch_error(email: Any, problem: MailchimpProblem) -> dict[str, Any]:
+    """One entry of the batch endpoint's ``errors``: a merge field problem names its first
+    field in ``field``/``field_message``; others join their messages into ``error``."""
+    message, field, field_message = problem.detail, "", ""
+    if problem.detail == MERGE_INVALID and problem.errors:
+        field = problem.errors[0].get("field", "")
+        field_message = problem.errors[0].get("message", "")
+    elif problem.errors:
+        message = "; ".join(e.get("message", "") for e in problem.errors)
+    return {
+        "email_address": email if isinstance(email, str) else "",
+        "error": message,
+        "error_code": "ERROR_GENERIC",
+        "field": field,
+        "field_message": field_message,
+    }
 
 
 def _build_view(lst: ListRecord, key: tuple[Any, ...]) -> list[MemberRecord]:

@@ -3,29 +3,25 @@ person does themselves (unsubscribe, bounce, confirm).
 
 :class:`MemberStore` keeps every status change consistent (counts, times, the compliance flag
 that stops a self-unsubscribed address being re-subscribed) and queues the webhook events a
-change fires. It also checks addresses, including the optional "looks fake" rule.
+change fires. It also checks addresses (their syntax, and the rules of ``address_rules.py``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import problems
-from .models import WRITABLE_STATUSES, ListRecord, MemberRecord, iso, parse_time, subscriber_hash
+from .member_fields import apply_fields, check_fields
+from .models import WRITABLE_STATUSES, ListRecord, MemberRecord, iso, subscriber_hash
 from .problems import MailchimpProblem
 from .serialise import member_json
 
 if TYPE_CHECKING:
     from .state import MailchimpState
 
-__all__ = ["DEFAULT_FAKE_DOMAINS", "MemberStore"]
-
-DEFAULT_FAKE_DOMAINS: Final = frozenset(
-    {"example.com", "example.org", "example.net", "test.com", "test.org", "test.net"}
-)
-FAKE_TLDS: Final = (".test", ".example", ".invalid", ".localhost")
+__all__ = ["MemberStore"]
 
 _EMAIL_RE = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@"
@@ -51,13 +47,10 @@ class MemberStore:
         self.reset()
 
     def reset(self) -> None:
-        """No sequence numbers or tag ids handed out; the fake rule off."""
+        """No sequence numbers or tag ids handed out."""
         with self._lock:
             self._seq = 0
             self._tag_seq = 1000
-            self._fake_enabled = False
-            self._fake_domains: frozenset[str] = DEFAULT_FAKE_DOMAINS
-            self._fake_addresses: frozenset[str] = frozenset()
 
     def _list(self, list_id: str) -> ListRecord:
         return self._state.list_store.record(list_id)
@@ -66,39 +59,6 @@ class MemberStore:
         """The next member sequence number (a member's ``web_id`` is built from it)."""
         self._seq += 1
         return self._seq
-
-    # ----------------------------------------------------------------- the "looks fake" rule
-
-    def set_fake_rule(
-        self,
-        enabled: bool = True,
-        *,
-        domains: Iterable[str] | None = None,
-        addresses: Iterable[str] | None = None,
-    ) -> None:
-        """Switch the "looks fake or invalid" rule (off by default).
-
-        When on, addresses at ``domains`` (default :data:`DEFAULT_FAKE_DOMAINS`), at the
-        reserved ``.test``/``.example``/``.invalid``/``.localhost`` TLDs, and the exact
-        ``addresses`` are refused with Mailchimp's "looks fake or invalid" detail.
-        """
-        with self._lock:
-            self._fake_enabled = enabled
-            if domains is not None:
-                self._fake_domains = frozenset(d.lower().lstrip("@") for d in domains)
-            if addresses is not None:
-                self._fake_addresses = frozenset(a.lower() for a in addresses)
-
-    def _looks_fake(self, email: str) -> bool:
-        if not self._fake_enabled:
-            return False
-        lowered = email.lower()
-        domain = lowered.rsplit("@", 1)[-1]
-        return (
-            lowered in self._fake_addresses
-            or domain in self._fake_domains
-            or domain.endswith(FAKE_TLDS)
-        )
 
     # ----------------------------------------------------------------- record helpers
     # (the public ones are shared with the collection store)
@@ -148,7 +108,7 @@ class MemberStore:
             raise problems.schema_mismatch(field_name, "string", problems.type_name(email))
         if not _valid_email(email):
             raise problems.invalid_email()
-        if self._looks_fake(email):
+        if self._state.address_rules.looks_fake(email):
             raise problems.looks_fake(email)
         return email
 
@@ -178,39 +138,18 @@ class MemberStore:
         return member
 
     def apply_fields(
-        self, lst: ListRecord, m: MemberRecord, body: Mapping[str, Any], *, sync_tags: bool
+        self,
+        lst: ListRecord,
+        m: MemberRecord,
+        body: Mapping[str, Any],
+        *,
+        sync_tags: bool,
+        skip_merge: bool = False,
     ) -> None:
-        """Set the member fields ``body`` gives (merge fields, tags, language, ...)."""
-        merge = body.get("merge_fields")
-        if merge is not None:
-            if not isinstance(merge, dict):
-                raise problems.schema_mismatch("merge_fields", "object", problems.type_name(merge))
-            m.merge_fields = {**(m.merge_fields or {}), **merge}
-        if "email_type" in body:
-            m.email_type = "text" if body["email_type"] == "text" else "html"
-        if isinstance(body.get("language"), str):
-            m.language = body["language"]
-        if isinstance(body.get("vip"), bool):
-            m.vip = body["vip"]
-        if isinstance(body.get("ip_signup"), str):
-            m.ip_signup = body["ip_signup"]
-        if isinstance(body.get("ip_opt"), str):
-            m.ip_opt = body["ip_opt"]
-        for name in ("timestamp_signup", "timestamp_opt"):
-            if isinstance(body.get(name), str) and body[name]:
-                try:
-                    stamp = parse_time(body[name])
-                except ValueError:
-                    continue
-                if name == "timestamp_signup":
-                    m.signup = stamp
-                else:
-                    m.opt = stamp
-        tags = body.get("tags")
-        if tags is not None:
-            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-                raise problems.schema_mismatch("tags", "array", problems.type_name(tags))
-            self.set_tags(lst, m, tags, replace=sync_tags)
+        """Check, then set, the member fields ``body`` gives (merge fields, tags, language,
+        ...); nothing changes when one is refused."""
+        changes = check_fields(lst, m, body, skip_merge=skip_merge)
+        apply_fields(self, lst, m, body, changes, sync_tags=sync_tags)
 
     def set_tags(
         self, lst: ListRecord, m: MemberRecord, names: Sequence[str], *, replace: bool
@@ -227,8 +166,11 @@ class MemberStore:
 
     # ----------------------------------------------------------------- one member: API
 
-    def add_member(self, list_id: str, body: Any, base: str) -> dict[str, Any]:
-        """POST /lists/{id}/members."""
+    def add_member(
+        self, list_id: str, body: Any, base: str, *, skip_merge: bool = False
+    ) -> dict[str, Any]:
+        """POST /lists/{id}/members (``skip_merge``: the ``skip_merge_validation`` query
+        argument, which lets required merge fields be left out)."""
         body = problems.require_object(body)
         with self._lock:
             lst = self._list(list_id)
@@ -237,11 +179,20 @@ class MemberStore:
                 raise problems.required_fields(*missing)
             email = self.check_email(body["email_address"])
             status = self.check_status(body["status"], "status")
-            member = self.add_or_readd(lst, email, status, body, sync_tags=False)
+            member = self.add_or_readd(
+                lst, email, status, body, sync_tags=False, skip_merge=skip_merge
+            )
             return member_json(lst, member, base)
 
     def add_or_readd(
-        self, lst: ListRecord, email: str, status: str, body: Mapping[str, Any], *, sync_tags: bool
+        self,
+        lst: ListRecord,
+        email: str,
+        status: str,
+        body: Mapping[str, Any],
+        *,
+        sync_tags: bool,
+        skip_merge: bool = False,
     ) -> MemberRecord:
         """Add ``email`` to ``lst``, or bring back its archived member."""
         key = subscriber_hash(email)
@@ -250,30 +201,35 @@ class MemberStore:
         existing = lst.members.get(key)
         if existing is not None and existing.status != "archived":
             raise problems.member_exists(email)
+        if existing is not None and status == "subscribed" and existing.compliance:
+            raise problems.compliance_state(email)
+        changes = check_fields(lst, existing, body, skip_merge=skip_merge)
+        signup = status in ("subscribed", "pending")
+        rules = self._state.address_rules
+        if signup:
+            rules.check_signup(email, lst.id)
         if existing is not None:
-            if status == "subscribed" and existing.compliance:
-                raise problems.compliance_state(email)
-            self.apply_fields(lst, existing, body, sync_tags=sync_tags)
+            apply_fields(self, lst, existing, body, changes, sync_tags=sync_tags)
             self._set_status(lst, existing, status)
             existing.email = email
-            self.changed(lst)
-            return existing
-        member = self._new_member(lst, email, key, status)
-        try:
-            self.apply_fields(lst, member, body, sync_tags=sync_tags)
-        except MailchimpProblem:
-            self._drop(lst, member)
-            raise
+        else:
+            existing = self._new_member(lst, email, key, status)
+            apply_fields(self, lst, existing, body, changes, sync_tags=sync_tags)
         self.changed(lst)
-        return member
+        if signup:
+            rules.record_signup(email, lst.id)
+        return existing
 
     def _drop(self, lst: ListRecord, member: MemberRecord) -> None:
         del lst.members[member.hash]
         lst.counts[member.status] -= 1
 
-    def set_member(self, list_id: str, key: str, body: Any, base: str) -> dict[str, Any]:
-        """PUT /lists/{id}/members/{hash}: add or update; unarchives."""
-        body = problems.require_object(body)
+    def set_member(
+        self, list_id: str, key: str, body: Any, base: str, *, skip_merge: bool = False
+    ) -> dict[str, Any]:
+        """PUT /lists/{id}/members/{hash}: add or update; unarchives. ``tags`` are ignored:
+        the PUT schema has none (mailchimp-api.md §2, from the 3.0.76 spec)."""
+        body = {k: v for k, v in problems.require_object(body).items() if k != "tags"}
         with self._lock:
             lst = self._list(list_id)
             missing = [k for k in ("email_address", "status_if_new") if k not in body]
@@ -297,11 +253,12 @@ class MemberStore:
                             }
                         ]
                     )
-                return member_json(
-                    lst, self.add_or_readd(lst, email, status_if_new, body, sync_tags=False), base
+                added = self.add_or_readd(
+                    lst, email, status_if_new, body, sync_tags=False, skip_merge=skip_merge
                 )
+                return member_json(lst, added, base)
             new_status = status or (status_if_new if member.status == "archived" else None)
-            self.update(lst, member, email, new_status, body)
+            self.update(lst, member, email, new_status, body, skip_merge=skip_merge)
             return member_json(lst, member, base)
 
     def update(
@@ -311,10 +268,14 @@ class MemberStore:
         email: str | None,
         status: str | None,
         body: Mapping[str, Any],
+        *,
+        skip_merge: bool = False,
     ) -> None:
-        """Change an existing member: its address, fields and (if given) status."""
+        """Change an existing member: its address, fields and (if given) status; nothing
+        changes when a value is refused."""
         if status == "subscribed" and member.status != "subscribed" and member.compliance:
             raise problems.compliance_state(member.email)
+        changes = check_fields(lst, member, body, skip_merge=skip_merge)
         if email is not None and subscriber_hash(email) != member.hash:
             new_key = subscriber_hash(email)
             if new_key in lst.members:
@@ -324,13 +285,15 @@ class MemberStore:
             lst.members[new_key] = member
         if email is not None:
             member.email = email
-        self.apply_fields(lst, member, body, sync_tags=False)
+        apply_fields(self, lst, member, body, changes, sync_tags=False)
         if status is not None:
             self._set_status(lst, member, status)
         member.changed = self._state.clock()
         self.changed(lst)
 
-    def update_member(self, list_id: str, key: str, body: Any, base: str) -> dict[str, Any]:
+    def update_member(
+        self, list_id: str, key: str, body: Any, base: str, *, skip_merge: bool = False
+    ) -> dict[str, Any]:
         """PATCH /lists/{id}/members/{hash}: 404 when the member is missing."""
         body = problems.require_object(body)
         with self._lock:
@@ -342,7 +305,7 @@ class MemberStore:
                 if body["status"] == "transactional":
                     self.check_status(None, "status")
                 status = self.check_status(body["status"], "status")
-            self.update(lst, member, email, status, body)
+            self.update(lst, member, email, status, body, skip_merge=skip_merge)
             return member_json(lst, member, base)
 
     def get_member(self, list_id: str, key: str, base: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ __all__ = [
     "CampaignRecord",
     "ListRecord",
     "MemberRecord",
+    "MergeFieldRecord",
     "SentCampaign",
     "WebhookDelivery",
     "iso",
@@ -93,6 +94,22 @@ class MemberRecord:
 
 
 @dataclass(slots=True)
+class MergeFieldRecord:
+    """One merge field of an audience (``/lists/{id}/merge-fields``)."""
+
+    merge_id: int
+    tag: str
+    name: str
+    type: str
+    required: bool = False
+    default_value: str = ""
+    public: bool = False
+    display_order: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    help_text: str = ""
+
+
+@dataclass(slots=True)
 class ListRecord:
     """An audience (the API's "list"): its settings, members (by subscriber hash), webhooks."""
 
@@ -107,6 +124,8 @@ class ListRecord:
     views: dict[tuple[Any, ...], list[MemberRecord]] = field(default_factory=dict)
     webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
     tag_ids: dict[str, int] = field(default_factory=dict)
+    merge_fields: dict[str, MergeFieldRecord] = field(default_factory=dict)  # by tag
+    merge_seq: int = 0  # the last merge_id handed out
     last_sub: float | None = None
     last_unsub: float | None = None
     campaign_count: int = 0

@@ -21,6 +21,7 @@ __all__ = [
     "require_object",
     "require_url",
     "schema_error",
+    "too_many_signups",
 ]
 
 ERRORS_TYPE = "https://mailchimp.com/developer/marketing/docs/errors/"
@@ -117,6 +118,14 @@ def compliance_state(email: str) -> MailchimpProblem:
 
 def looks_fake(email: str) -> MailchimpProblem:
     return invalid_resource(f"{email} looks fake or invalid, please enter a real email address.")
+
+
+def too_many_signups(email: str) -> MailchimpProblem:
+    # The detail as the reference notes record it (mailchimp-api.md §3).
+    return invalid_resource(
+        f"{email} has signed up to a lot of lists very recently; "
+        "we're not allowing more signups for now"
+    )
 
 
 def invalid_email() -> MailchimpProblem:

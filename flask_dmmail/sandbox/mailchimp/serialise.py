@@ -7,6 +7,7 @@ keys, the fast path for a members page asked for with ``fields``.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable
 from typing import Any, Final
@@ -14,14 +15,30 @@ from typing import Any, Final
 from .models import ListRecord, MemberRecord, iso
 
 __all__ = [
-    "DEFAULT_MERGE_FIELDS",
     "collection_links",
     "list_json",
     "member_json",
     "unique_email_id",
 ]
 
-DEFAULT_MERGE_FIELDS: Final = ("FNAME", "LNAME", "ADDRESS", "PHONE", "BIRTHDAY")
+#: A member's ``stats`` (the API reference's member sample: no ecommerce activity).
+_STATS: Final = {
+    "avg_open_rate": 0,
+    "avg_click_rate": 0,
+    "ecommerce_data": {"total_revenue": 0, "number_of_orders": 0, "currency_code": "USD"},
+}
+#: A member's ``location`` when Mailchimp knows none.
+_LOCATION: Final = {
+    "latitude": 0,
+    "longitude": 0,
+    "gmtoff": 0,
+    "dstoff": 0,
+    "country_code": "",
+    "timezone": "",
+    "region": "",
+}
+#: A member's ``last_note`` when it has none.
+_NO_NOTE: Final = {"note_id": 0, "created_at": "", "created_by": "", "note": ""}
 
 
 def list_json(lst: ListRecord, base: str, *, include_total: bool) -> dict[str, Any]:
@@ -36,7 +53,7 @@ def list_json(lst: ListRecord, base: str, *, include_total: bool) -> dict[str, A
         "cleaned_count_since_send": 0,
         "campaign_count": lst.campaign_count,
         "campaign_last_sent": iso(lst.campaign_last_sent),
-        "merge_field_count": len(DEFAULT_MERGE_FIELDS),
+        "merge_field_count": len(lst.merge_fields),
         "avg_sub_rate": 0,
         "avg_unsub_rate": 0,
         "target_sub_rate": 0,
@@ -78,6 +95,7 @@ def list_json(lst: ListRecord, base: str, *, include_total: bool) -> dict[str, A
             {"rel": "batch-sub-unsub-members", "href": href, "method": "POST"},
             {"rel": "delete", "href": href, "method": "DELETE"},
             {"rel": "members", "href": f"{href}/members", "method": "GET"},
+            {"rel": "merge-fields", "href": f"{href}/merge-fields", "method": "GET"},
             {"rel": "webhooks", "href": f"{href}/webhooks", "method": "GET"},
         ],
     }
@@ -103,61 +121,26 @@ def member_json(
                 or (m.status == "unsubscribed" and m.unsubscribe_reason)
             )
         }
-    merge = _merge(m)
-    full_name = " ".join(
-        str(part) for part in (merge.get("FNAME", ""), merge.get("LNAME", "")) if part
-    )
-    tags = _tags(lst, m)
-    data: dict[str, Any] = {
-        "id": m.hash,
-        "email_address": m.email,
-        "unique_email_id": unique_email_id(lst, m),
-        "contact_id": hashlib.md5(f"contact:{m.hash}".encode(), usedforsecurity=False).hexdigest(),
-        "full_name": full_name,
-        "web_id": 100_000_000 + m.seq,
-        "email_type": m.email_type,
-        "status": m.status,
-        "consents_to_one_to_one_messaging": True,
-        "merge_fields": merge,
-        "stats": {"avg_open_rate": 0, "avg_click_rate": 0},
-        "ip_signup": m.ip_signup,
-        "timestamp_signup": iso(m.signup),
-        "ip_opt": m.ip_opt,
-        "timestamp_opt": iso(m.opt),
-        "member_rating": 2,
-        "last_changed": iso(m.changed),
-        "language": m.language,
-        "vip": m.vip,
-        "email_client": "",
-        "location": {
-            "latitude": 0,
-            "longitude": 0,
-            "gmtoff": 0,
-            "dstoff": 0,
-            "country_code": "",
-            "timezone": "",
-        },
-        "source": "API - Generic",
-        "tags_count": len(tags),
-        "tags": tags,
-        "list_id": lst.id,
-        "_links": _member_links(lst, m, base),
+    return {
+        name: make(lst, m, base)
+        for name, make in _MEMBER_PARTS.items()
+        if name != "unsubscribe_reason" or (m.status == "unsubscribed" and m.unsubscribe_reason)
     }
-    if m.status == "unsubscribed" and m.unsubscribe_reason:
-        data["unsubscribe_reason"] = m.unsubscribe_reason
-    return data
 
 
-def _merge(m: MemberRecord) -> dict[str, Any]:
-    merge: dict[str, Any] = dict.fromkeys(DEFAULT_MERGE_FIELDS, "")
-    if m.merge_fields:
-        merge.update(m.merge_fields)
-    return merge
+def _merge(lst: ListRecord, m: MemberRecord) -> dict[str, Any]:
+    """The member's value of each of the audience's merge fields (``""`` when it has none)."""
+    stored = m.merge_fields or {}
+    fields = sorted(lst.merge_fields.values(), key=lambda f: (f.display_order, f.merge_id))
+    return {
+        f.tag: dict(value) if isinstance(value := stored.get(f.tag, ""), dict) else value
+        for f in fields
+    }
 
 
 def _full_name(m: MemberRecord) -> str:
-    merge = _merge(m)
-    return " ".join(str(p) for p in (merge.get("FNAME", ""), merge.get("LNAME", "")) if p)
+    stored = m.merge_fields or {}
+    return " ".join(str(p) for p in (stored.get("FNAME", ""), stored.get("LNAME", "")) if p)
 
 
 def _tags(lst: ListRecord, m: MemberRecord) -> list[dict[str, Any]]:
@@ -166,7 +149,8 @@ def _tags(lst: ListRecord, m: MemberRecord) -> list[dict[str, Any]]:
 
 MemberRecordPart = Callable[[ListRecord, MemberRecord, str], Any]
 
-#: Each top-level key of the member object, in the full object's order, for ``fields``.
+#: Each top-level key of the member object, in Mailchimp's order (the API reference's member
+#: sample), for the full object and for ``fields``.
 _MEMBER_PARTS: dict[str, MemberRecordPart] = {
     "id": lambda lst, m, base: m.hash,
     "email_address": lambda lst, m, base: m.email,
@@ -178,9 +162,11 @@ _MEMBER_PARTS: dict[str, MemberRecordPart] = {
     "web_id": lambda lst, m, base: 100_000_000 + m.seq,
     "email_type": lambda lst, m, base: m.email_type,
     "status": lambda lst, m, base: m.status,
+    "unsubscribe_reason": lambda lst, m, base: m.unsubscribe_reason,
     "consents_to_one_to_one_messaging": lambda lst, m, base: True,
-    "merge_fields": lambda lst, m, base: _merge(m),
-    "stats": lambda lst, m, base: {"avg_open_rate": 0, "avg_click_rate": 0},
+    "merge_fields": lambda lst, m, base: _merge(lst, m),
+    "interests": lambda lst, m, base: {},
+    "stats": lambda lst, m, base: copy.deepcopy(_STATS),
     "ip_signup": lambda lst, m, base: m.ip_signup,
     "timestamp_signup": lambda lst, m, base: iso(m.signup),
     "ip_opt": lambda lst, m, base: m.ip_opt,
@@ -190,20 +176,14 @@ _MEMBER_PARTS: dict[str, MemberRecordPart] = {
     "language": lambda lst, m, base: m.language,
     "vip": lambda lst, m, base: m.vip,
     "email_client": lambda lst, m, base: "",
-    "location": lambda lst, m, base: {
-        "latitude": 0,
-        "longitude": 0,
-        "gmtoff": 0,
-        "dstoff": 0,
-        "country_code": "",
-        "timezone": "",
-    },
+    "location": lambda lst, m, base: dict(_LOCATION),
+    "marketing_permissions": lambda lst, m, base: [],
+    "last_note": lambda lst, m, base: dict(_NO_NOTE),
     "source": lambda lst, m, base: "API - Generic",
     "tags_count": lambda lst, m, base: len(m.tags or ()),
     "tags": lambda lst, m, base: _tags(lst, m),
     "list_id": lambda lst, m, base: lst.id,
     "_links": lambda lst, m, base: _member_links(lst, m, base),
-    "unsubscribe_reason": lambda lst, m, base: m.unsubscribe_reason,
 }
 
 

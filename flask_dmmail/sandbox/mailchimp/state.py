@@ -12,6 +12,13 @@ and the stores, each in a module of its own in this package:
 - ``campaign_store`` (``campaigns.py``, with ``campaign_content.py``): campaigns, sending,
   scheduling;
 - ``batch_store`` (``batches.py``): batch operations and their results.
+- ``address_rules`` (``address_rules.py``): the addresses Mailchimp refuses though well formed;
+- ``merge_field_store`` (``merge_fields.py``, with ``merge_values.py``): audiences' merge
+  fields and the checks of members' values (``member_fields.py`` checks a write's fields);
+- ``domain_store`` (``domains.py``): the verified sending domains a campaign needs.
+
+``search.py`` answers ``/search-members``; ``wsgi.py`` takes the data centre out of a
+``/us5/3.0`` path.
 
 The records they keep are in ``models.py``, their JSON in ``serialise.py``. Business rules
 (statuses, compliance, forgotten addresses, the send checklist) live in the stores, so tests and
@@ -29,12 +36,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from . import seeding
+from .address_rules import DEFAULT_FAKE_DOMAINS, AddressRules
 from .auth import KeyStore
 from .batches import BATCH_METHODS, BATCH_STATUSES, BatchStore
 from .campaigns import CampaignStore
+from .domains import DEFAULT_VERIFIED_DOMAINS, VerifiedDomainStore
 from .lists import ListStore
 from .member_collection import MemberCollectionStore
-from .members import DEFAULT_FAKE_DOMAINS, MemberStore
+from .members import MemberStore
+from .merge_fields import MergeFieldStore
 from .models import (
     MEMBER_STATUSES,
     WRITABLE_STATUSES,
@@ -52,6 +62,7 @@ __all__ = [
     "BATCH_METHODS",
     "BATCH_STATUSES",
     "DEFAULT_FAKE_DOMAINS",
+    "DEFAULT_VERIFIED_DOMAINS",
     "MEMBER_STATUSES",
     "WRITABLE_STATUSES",
     "BatchDispatch",
@@ -75,13 +86,18 @@ class MailchimpState:
     :param connection_limit: how many requests one key may have in flight before the API
         answers 429.
     :param clock: gives epoch seconds (tests may pass or assign their own).
-    :param max_lists: the plan's cap on audiences created through the API.
+    :param max_lists: the plan's cap on audiences created through the API (default 3, a small
+        paid plan's; Mailchimp's free plan allows 1).
     :param send_seconds: how long a sent campaign stays ``sending``.
     :param batch_seconds: how long a batch takes from ``pending`` to ``finished`` (each of the
         four steps a quarter of it; 0: as fast as its operations run).
     :param batch_file_size: how many operation results go in each JSON file of a finished
         batch's archive.
     :param deliver_webhooks: whether webhook events are POSTed to their receivers.
+    :param signup_limit: how many other audiences of the account an address may have been
+        signed up to within ``signup_window`` seconds before the next signup is refused as
+        "signed up to a lot of lists very recently" (None: no limit).
+    :param signup_window: the window of ``signup_limit``, in seconds.
 
     Each setting is also an attribute of the same name that may be changed at any time;
     :meth:`reset` puts them back.
@@ -93,11 +109,13 @@ class MailchimpState:
         api_key: str | None = None,
         connection_limit: int = 10,
         clock: Callable[[], float] = time.time,
-        max_lists: int = 100,
+        max_lists: int = 3,
         send_seconds: float = 0.0,
         batch_seconds: float = 0.0,
         batch_file_size: int = 1000,
         deliver_webhooks: bool = True,
+        signup_limit: int | None = 5,
+        signup_window: float = 86400.0,
     ) -> None:
         #: The one lock every store takes (re-entrant).
         self.lock = threading.RLock()
@@ -109,6 +127,8 @@ class MailchimpState:
             "batch_seconds": batch_seconds,
             "batch_file_size": batch_file_size,
             "deliver_webhooks": deliver_webhooks,
+            "signup_limit": signup_limit,
+            "signup_window": signup_window,
         }
         #: The account's own API key.
         self.api_key: str = api_key or f"{secrets.token_hex(16)}-us5"
@@ -116,10 +136,16 @@ class MailchimpState:
         self.key_store = KeyStore(self)
         #: The audiences.
         self.list_store = ListStore(self)
-        #: Members one at a time (lifecycle, tags, forgetting, the fake rule).
+        #: The rules that refuse well-formed addresses ("looks fake", too many signups).
+        self.address_rules = AddressRules(self)
+        #: Members one at a time (lifecycle, tags, forgetting).
         self.member_store = MemberStore(self)
         #: Members many at a time (batch subscribe, bulk load, pages).
         self.collection_store = MemberCollectionStore(self)
+        #: The audiences' merge fields.
+        self.merge_field_store = MergeFieldStore(self)
+        #: The account's verified sending domains.
+        self.domain_store = VerifiedDomainStore(self)
         #: Audience and batch webhooks, and their deliveries.
         self.webhook_store = WebhookStore(self)
         #: Campaigns and the campaigns sent.
@@ -132,7 +158,8 @@ class MailchimpState:
 
     def reset(self) -> None:
         """Back to the state at construction: no audiences, members, campaigns, batches or
-        webhooks, the fake rule off, the constructor's settings. Keys stay the same."""
+        webhooks, the address rules on with their defaults, the constructor's settings. Keys
+        stay the same."""
         with self.lock:
             self.clock: Callable[[], float] = self._initial["clock"]
             self.connection_limit: int = self._initial["connection_limit"]
@@ -141,6 +168,10 @@ class MailchimpState:
             self.batch_seconds: float = self._initial["batch_seconds"]
             self.batch_file_size: int = self._initial["batch_file_size"]
             self.deliver_webhooks: bool = self._initial["deliver_webhooks"]
+            self.signup_limit: int | None = self._initial["signup_limit"]
+            self.signup_window: float = self._initial["signup_window"]
+            self.address_rules.reset()
+            self.domain_store.reset()
             self.list_store.reset()
             self.campaign_store.reset()
             self.batch_store.reset()
@@ -160,6 +191,11 @@ class MailchimpState:
     def close(self) -> None:
         """Stop the batch worker (no batch runs afterwards)."""
         self.batch_store.close()
+
+    @property
+    def datacenter(self) -> str:
+        """The account's datacentre: its key's ``-us5``-style ending (``us5``)."""
+        return self.api_key.rpartition("-")[2]
 
     # ----------------------------------------------------------------- shortcuts: keys
 
@@ -207,13 +243,20 @@ class MailchimpState:
         domains: Iterable[str] | None = None,
         addresses: Iterable[str] | None = None,
     ) -> None:
-        """Switch the "looks fake or invalid" rule (off by default).
+        """Switch the "looks fake or invalid" rule (on by default).
 
-        When on, addresses at ``domains`` (default: example.com, test.com and the like), at the
-        reserved ``.test``/``.example``/``.invalid``/``.localhost`` TLDs, and the exact
-        ``addresses`` are refused with Mailchimp's "looks fake or invalid" detail.
+        When on, addresses at ``domains`` or their subdomains (default
+        :data:`~.address_rules.DEFAULT_FAKE_DOMAINS`: example.com, test.com and the like; a
+        list given replaces it), at the reserved ``.test``/``.example``/``.invalid``/
+        ``.localhost``/``.local``/``.internal`` TLDs, and the exact ``addresses`` are refused
+        with Mailchimp's "looks fake or invalid" detail.
         """
-        self.member_store.set_fake_rule(enabled, domains=domains, addresses=addresses)
+        self.address_rules.set_fake_rule(enabled, domains=domains, addresses=addresses)
+
+    def set_busy_addresses(self, addresses: Iterable[str]) -> None:
+        """Addresses that "signed up to a lot of lists very recently": each new signup of one
+        (subscribed or pending) is refused with that detail."""
+        self.address_rules.set_busy_addresses(addresses)
 
     def add_members(
         self,
@@ -285,6 +328,22 @@ class MailchimpState:
     def confirm(self, list_id: str, email: str) -> None:
         """The person confirmed a double opt-in: pending becomes subscribed, compliance cleared."""
         self.member_store.confirm(list_id, email)
+
+    def add_merge_field(self, list_id: str, tag: str, type_: str = "text", **settings: Any) -> None:
+        """Add a merge field to an audience without HTTP (``settings``: ``name``,
+        ``required``, ``default_value``, ``public``, ``options``, ...)."""
+        self.merge_field_store.seed_fields(list_id, [{"tag": tag, "type": type_, **settings}])
+
+    # ----------------------------------------------------------------- shortcuts: domains
+
+    def set_verified_domains(self, domains: Iterable[str]) -> None:
+        """The account's verified sending domains become exactly ``domains`` (default:
+        :data:`~.domains.DEFAULT_VERIFIED_DOMAINS`)."""
+        self.domain_store.set_verified(domains)
+
+    def verify_domain(self, domain: str) -> None:
+        """Verify a sending domain, as the person with the emailed code would."""
+        self.domain_store.verify(domain)
 
     # ----------------------------------------------------------------- shortcuts: webhooks
 

@@ -90,7 +90,9 @@ def _arg_problem(name: str, message: str) -> MailchimpProblem:
 
 
 def int_arg(name: str, default: int, *, maximum: int | None = None) -> int:
-    """The query argument ``name`` as a count or offset (0 or more, at most ``maximum``)."""
+    """The query argument ``name`` as a count or offset (0 or more); a value over ``maximum``
+    gives ``maximum``, as Mailchimp returns at most 1,000 records a page instead of refusing a
+    larger ``count`` (only the official client refuses one, before sending it)."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
@@ -100,9 +102,7 @@ def int_arg(name: str, default: int, *, maximum: int | None = None) -> int:
         raise _arg_problem(name, "This value should be of type integer.") from None
     if value < 0:
         raise _arg_problem(name, "This value should be greater than or equal to 0.")
-    if maximum is not None and value > maximum:
-        raise _arg_problem(name, f"This value should be less than or equal to {maximum}.")
-    return value
+    return value if maximum is None else min(value, maximum)
 
 
 def bool_arg(name: str) -> bool:

@@ -1,11 +1,19 @@
 """WSGI parts of the Mailchimp sandbox: the per-key connection cap as middleware
-(:class:`ConnectionLimit`), Mailchimp's 500 body for the fault layer, and the markers a request's
-environ carries past the middleware.
+(:class:`ConnectionLimit`), which also takes the data centre out of a ``/us5/3.0/...`` path,
+Mailchimp's 500 body for the fault layer, and the markers a request's environ carries past the
+middleware.
+
+Mailchimp's host names the data centre (``us5.api.mailchimp.com``) and the official client
+puts its ``server`` setting there, replacing ``server`` in its host. Pointed at
+``<sandbox>/server/3.0``, the client sends ``/us5/3.0/...``: the sandbox serves that as
+``/3.0/...`` and answers 401 when the key's ending names another data centre, as Mailchimp
+does. Plain ``/3.0/...`` (no data centre) is served too, unchecked.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -22,13 +30,32 @@ if TYPE_CHECKING:
 
     from .state import MailchimpState
 
-__all__ = ["BATCH_OPERATION", "COUNTED", "ConnectionLimit", "mailchimp_error_body", "too_many"]
+__all__ = [
+    "BATCH_OPERATION",
+    "COUNTED",
+    "DATACENTER",
+    "ConnectionLimit",
+    "mailchimp_error_body",
+    "split_datacenter",
+    "too_many",
+]
 
 #: Set by :class:`ConnectionLimit` on a request it counted (to the key), so the blueprint
 #: does not count it again.
 COUNTED = "dmmail.mailchimp.in_flight"
 #: Set on a batch operation's request, which takes none of the key's connection slots.
 BATCH_OPERATION = "dmmail.mailchimp.batch_operation"
+#: Set to the data centre (``us5``) of a request that came as ``/us5/3.0/...``.
+DATACENTER = "dmmail.mailchimp.datacenter"
+_DC_PATH = re.compile(r"^/([a-z]+[0-9]+)(/3\.0(?:/.*)?)$")
+
+
+def split_datacenter(environ: WSGIEnvironment) -> None:
+    """Serve ``/us5/3.0/...`` as ``/3.0/...``, noting ``us5`` under :data:`DATACENTER`."""
+    match = _DC_PATH.match(str(environ.get("PATH_INFO", "")))
+    if match is not None:
+        environ[DATACENTER] = match.group(1)
+        environ["PATH_INFO"] = match.group(2)
 
 
 def mailchimp_error_body() -> tuple[str, bytes]:
@@ -51,6 +78,7 @@ class ConnectionLimit:
         self.prefix = prefix
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        split_datacenter(environ)
         path = str(environ.get("PATH_INFO", ""))
         if path != self.prefix and not path.startswith(self.prefix + "/"):
             return self.app(environ, start_response)
