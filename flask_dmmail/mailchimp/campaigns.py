@@ -275,7 +275,7 @@ class CampaignsMixin(AudiencesBase):
         what = {"create": "create", "content": "set the content of", "send": "send"}[step]
         message = f"Mailchimp would not {what} the campaign: {error.message}"
         if checklist:
-            message += " Unmet: " + "; ".join(checklist) + "."
+            message += " Unmet: " + "; ".join(item.rstrip(". ") for item in checklist) + "."
         if campaign_id is not None and made_here:
             message += (
                 " The draft was deleted."
