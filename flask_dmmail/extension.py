@@ -302,7 +302,9 @@ def _on_current_app(
 class DMMail:
     """The extension object. ``DMMail(app)`` or ``dmmail = DMMail(); dmmail.init_app(app)``.
 
-    It never stores an app: :meth:`send` and friends act on ``current_app``'s Mailer.
+    It never stores an app: :meth:`send`, :meth:`prepare`, :meth:`send_bulk`, :meth:`preview`,
+    :meth:`get_notification`, :meth:`notifications` and :attr:`mailchimp` act on
+    ``current_app``'s Mailer, with the Mailer's signatures; :meth:`mailer` returns it.
     """
 
     def __init__(self, app: Flask | None = None) -> None:
@@ -358,6 +360,10 @@ class DMMail:
 
     send = _on_current_app(Mailer.send)
     prepare = _on_current_app(Mailer.prepare)
+    send_bulk = _on_current_app(Mailer.send_bulk)
+    preview = _on_current_app(Mailer.preview)
+    get_notification = _on_current_app(Mailer.get_notification)
+    notifications = _on_current_app(Mailer.notifications)
 
     @property
     def mailchimp(self) -> Audiences:
