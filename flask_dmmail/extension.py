@@ -56,9 +56,12 @@ class Mailer:
         api_key = settings.notify_key
         base_url = settings.notify_base_url
         if settings.sandbox:
+            from .replyto import add_reply_to_seed
             from .sandbox import Sandbox
 
-            self.sandbox = Sandbox.start(seed=settings.sandbox_seed, auto_templates=True)
+            # The named reply-to ids exist in the sandbox (add_reply_to_seed).
+            seed = add_reply_to_seed(settings.sandbox_seed, settings)
+            self.sandbox = Sandbox.start(seed=seed, auto_templates=True)
             api_key = self.sandbox.keys.test
             base_url = self.sandbox.url
             if app.debug or app.testing:
@@ -137,7 +140,8 @@ class Mailer:
             lists, or a file from :func:`~flask_dmmail.attachment`).
         :param reference: the email's reference; by default one derived from the address,
             template and personalisation, so the same email always gets the same one.
-        :param reply_to_id: the id of one of the service's reply-to addresses.
+        :param reply_to_id: a name from ``DM_NOTIFY_REPLY_TO_IDS``, or the id of one of the
+            service's reply-to addresses.
         :param one_click_unsubscribe_url: an https URL for the email's unsubscribe header.
         :param scheduled_for: when to send it, within the next 24 hours (an aware datetime or
             an ISO 8601 string).

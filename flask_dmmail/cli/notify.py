@@ -139,7 +139,11 @@ Examples:
 @click.argument("template")
 @click.argument("personalisation", nargs=-1, metavar="[KEY=VALUE]...", callback=_personalisation)
 @click.option("--reference", help="Notify reference (default: derived from the email).")
-@click.option("--reply-to-id", metavar="UUID", help="Reply-to address id from Notify.")
+@click.option(
+    "--reply-to-id",
+    metavar="NAME|UUID",
+    help="A reply-to name from DM_NOTIFY_REPLY_TO_IDS, or a reply-to address id from Notify.",
+)
 @click.option(
     "--no-resend",
     is_flag=True,
