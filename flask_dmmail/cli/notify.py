@@ -26,6 +26,7 @@ from flask.cli import with_appcontext
 
 from ..errors import DMMailError
 from ..notify import EMAIL_STATUSES, NotificationStatus
+from .wording import one_line_per_failure
 
 if TYPE_CHECKING:
     from ..extension import Mailer
@@ -54,8 +55,11 @@ class TransientMailCommandError(MailCommandError):
 
 @contextmanager
 def _mail_errors() -> Iterator[None]:
+    """A DMMailError leaving the block is the command's one line of error output (the
+    library's own log lines about it are not printed as well: see ``wording``)."""
     try:
-        yield
+        with one_line_per_failure():
+            yield
     except DMMailError as error:
         cls = TransientMailCommandError if error.transient else MailCommandError
         raise cls(error.message) from None
