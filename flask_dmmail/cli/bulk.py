@@ -59,7 +59,7 @@ class ProgressLine:
             self._stopping = True
             self.clear()
             click.echo(
-                f"Stopping: waiting for {progress.in_flight} sends under way "
+                f"Stopping: waiting for {plural(progress.in_flight, 'send')} under way "
                 "(Ctrl-C again to abandon them; they are checked in Notify on resume).",
                 file=self.stream,
             )

@@ -26,7 +26,7 @@ from flask.cli import with_appcontext
 
 from ..errors import DMMailError
 from ..notify import EMAIL_STATUSES, NotificationStatus
-from .wording import one_line_per_failure
+from .wording import one_line_per_failure, plural
 
 if TYPE_CHECKING:
     from ..extension import Mailer
@@ -278,7 +278,10 @@ def preview_command(
         click.echo("")
         click.echo(preview.body)
     else:
-        click.echo(f"subject: {len(subject)} characters, body: {len(preview.body)} characters")
+        click.echo(
+            f"subject: {plural(len(subject), 'character')}, "
+            f"body: {plural(len(preview.body), 'character')}"
+        )
         click.echo("(add --show-body to print them)")
 
 
