@@ -187,7 +187,7 @@ class MailchimpSandbox:
     #: A key the sandbox accepts (it opens only this sandbox).
     api_key: str = field(repr=False)
     #: The account: audiences, members, campaigns, webhooks
-    #: (:class:`~flask_dmmail.sandbox.mailchimp.MailchimpState`).
+    #: (:class:`~flask_dmmail.sandbox.mailchimp.state.MailchimpState`).
     state: MailchimpState = field(repr=False)
 
 

@@ -7,7 +7,7 @@ default the faults match the sends (``POST /v2/notifications/...``), so an app's
 paths can be tested exactly: "the next send fails with a 500, the one after goes through".
 
 The queue is ``FaultMiddleware.next`` (the app's ``extensions["dmmail_sandbox_faults"]``),
-and over HTTP ``/_sandbox/faults/next`` (see :mod:`flask_dmmail.sandbox.control`).
+and over HTTP ``/_sandbox/faults/next`` (see ``flask_dmmail.sandbox.control``).
 """
 
 from __future__ import annotations
