@@ -23,7 +23,7 @@ from tests.conftest import WELCOME_ID
 from tests.secrets_scan import register_secret
 
 ADDRESS = "extension-object@example.gov.uk"
-PERSONAL = {"name": "Ada Extension", "framework": "G-Cloud 15"}
+PERSONAL = {"name": "Ada Extension", "framework": "G-Cloud Extension 15"}
 
 #: Every Mailer method the extension object offers for current_app's Mailer.
 METHODS = ("send", "prepare", "preview", "get_notification", "notifications", "send_bulk")

@@ -17,7 +17,7 @@ from tests.conftest import REPLY_TO_ID, SEED, TEMPLATES
 from tests.secrets_scan import register_secret
 
 ADDRESS = "reply-to-names@example.gov.uk"
-PERSONAL = {"name": "Ada Replyto", "framework": "G-Cloud 15"}
+PERSONAL = {"name": "Ada Replyto", "framework": "G-Cloud Replyto 15"}
 #: Named in the app's config only: the session sandbox's seed does not have it.
 UNSEEDED_ID = "7e6d5c4b-3a29-4b18-8c07-f6e5d4c3b2a1"
 
