@@ -46,6 +46,8 @@ nitpick_ignore_regex = [
     # The same types written without their module (imported only for type checking, or with
     # ``from os import PathLike``): Flask's app and os.PathLike.
     (r"py:.*", r"Flask|PathLike"),
+    # pytest (the pytest plugin's fixtures take its request).
+    (r"py:.*", r"(_pytest|pytest)(\..+)?"),
     # WSGI types from typeshed (``_typeshed.wsgi``), which exist only for type checkers.
     (r"py:.*", r"WSGIApplication|StartResponse|WSGIEnvironment"),
     # The standard library.

@@ -59,7 +59,8 @@ class Mailer:
             from .sandbox import Sandbox
             from .templates_file import embedded_seed, log_stand_ins
 
-            # Only the app's templates: any other id is "Template not found", as on Notify.
+            # Only the app's templates (any other id is "Template not found", as on Notify)
+            # and the app's named reply-to ids.
             embedded = embedded_seed(app, settings)
             self.sandbox = Sandbox.start(seed=embedded.seed, auto_templates=False)
             api_key = self.sandbox.keys.test
@@ -141,7 +142,8 @@ class Mailer:
             lists, or a file from :func:`~flask_dmmail.attachment`).
         :param reference: the email's reference; by default one derived from the address,
             template and personalisation, so the same email always gets the same one.
-        :param reply_to_id: the id of one of the service's reply-to addresses.
+        :param reply_to_id: a name from ``DM_NOTIFY_REPLY_TO_IDS``, or the id of one of the
+            service's reply-to addresses.
         :param one_click_unsubscribe_url: an https URL for the email's unsubscribe header.
         :param scheduled_for: when to send it, within the next 24 hours (an aware datetime or
             an ISO 8601 string).
@@ -306,7 +308,9 @@ def _on_current_app(
 class DMMail:
     """The extension object. ``DMMail(app)`` or ``dmmail = DMMail(); dmmail.init_app(app)``.
 
-    It never stores an app: :meth:`send` and friends act on ``current_app``'s Mailer.
+    It never stores an app: :meth:`send`, :meth:`prepare`, :meth:`send_bulk`, :meth:`preview`,
+    :meth:`get_notification`, :meth:`notifications` and :attr:`mailchimp` act on
+    ``current_app``'s Mailer, with the Mailer's signatures; :meth:`mailer` returns it.
     """
 
     def __init__(self, app: Flask | None = None) -> None:
@@ -362,6 +366,10 @@ class DMMail:
 
     send = _on_current_app(Mailer.send)
     prepare = _on_current_app(Mailer.prepare)
+    send_bulk = _on_current_app(Mailer.send_bulk)
+    preview = _on_current_app(Mailer.preview)
+    get_notification = _on_current_app(Mailer.get_notification)
+    notifications = _on_current_app(Mailer.notifications)
 
     @property
     def mailchimp(self) -> Audiences:

@@ -42,6 +42,7 @@ from .notify import (
     sent_email_from_status,
 )
 from .references import AddressHasher, SentReferences
+from .replyto import resolve_reply_to
 from .retry import backoff_delay
 from .validation import (
     canonical_domain,
@@ -52,7 +53,6 @@ from .validation import (
     check_sanitise_content_for,
     check_scheduled_for,
     check_template_name,
-    check_uuid,
 )
 
 __all__ = ["RetryHook", "SendOutcome", "SendPipeline", "post_with_retries", "redirect_for"]
@@ -160,7 +160,11 @@ class SendPipeline:
             if reference is not None
             else hasher.reference(address, template_id, values)
         )
-        reply_to = check_uuid(reply_to_id, "reply_to_id") if reply_to_id is not None else None
+        reply_to = (
+            resolve_reply_to(reply_to_id, settings.reply_to_ids)
+            if reply_to_id is not None
+            else None
+        )
         unsubscribe = (
             check_one_click_unsubscribe_url(one_click_unsubscribe_url)
             if one_click_unsubscribe_url is not None

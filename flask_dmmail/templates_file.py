@@ -43,6 +43,7 @@ from flask import Flask
 
 from .config import Settings
 from .errors import ConfigurationError, TemplatesFileError
+from .replyto import add_reply_to_seed
 
 __all__ = [
     "DEFAULT_FILENAME",
@@ -288,6 +289,8 @@ def embedded_seed(app: Flask, settings: Settings) -> EmbeddedSeed:
     stand_ins = [stand_in_template(tid, names) for tid, names in sorted(names_by_id.items())]
     templates = [by_id[tid] for tid in sorted(by_id)] + unnamed + stand_ins
     seed["templates"] = templates
+    # The app's named reply-to ids exist too (a seeded address for the same id wins).
+    seed = dict(add_reply_to_seed(seed, settings))
     text = json.dumps(seed, sort_keys=True, default=str, ensure_ascii=True)
     return EmbeddedSeed(
         seed=MappingProxyType(seed),

@@ -1,7 +1,15 @@
 """Shared fixtures: a Notify sandbox on 127.0.0.1 and apps configured against it.
 
-The ``notify_sandbox`` and ``dmmail_outbox`` fixtures come from flask-dmmail's own pytest
-plugin (``flask_dmmail.testing``), the same ones users get.
+The suite follows pytest-flask's conventions: ``app`` is the app under test (here one built by
+``make_app``, talking to the plugin's sandbox as it would to Notify; a module that tests an
+app in sandbox mode defines its own ``app``), and pytest-flask gives ``client``, ``config``
+and ``live_server`` for it (``live_server_scope = function`` in setup.cfg). While a test uses
+``app``, pytest-flask keeps a request context of it pushed, so ``DMMail().send(...)`` needs no
+``app_context()``. The ``notify_sandbox``, ``mailchimp_sandbox``, ``dmmail_outbox`` and
+``dmmail_faults`` fixtures come from flask-dmmail's own pytest plugin
+(``flask_dmmail.testing``), the same ones users get: with a sandbox-mode ``app`` they are that
+app's; with the ``app`` here (which depends on ``notify_sandbox``) the sandbox is the
+session's.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from flask_dmmail.sandbox import Sandbox
 
 # The session-wide secrets scan: log records, exception messages and CLI output must never
 # hold a registered secret (API keys, recipients, personalisation values); see the module.
-pytest_plugins = ("tests.secrets_scan", "tests.mailchimp_support")
+pytest_plugins = ("tests.secrets_scan", "tests.mailchimp_support", "pytester")
 
 WELCOME_ID = "6f1a3c1e-8a0b-4c3e-9d0f-5b6a7c8d9e01"
 RESET_ID = "0c2b8e7a-1f3d-4e5a-8b6c-7d9e0f1a2b3c"
@@ -86,6 +94,7 @@ def make_app(sandbox: Sandbox) -> Iterator[Callable[..., Flask]]:
 
 @pytest.fixture
 def app(make_app: Callable[..., Flask]) -> Flask:
+    """pytest-flask's app: one made by :func:`make_app` with its defaults."""
     return make_app()
 
 

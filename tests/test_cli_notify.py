@@ -163,7 +163,10 @@ def test_a_bad_key_value_item_is_a_usage_error(
     [
         (["not-an-address", "welcome"], "not a valid email address"),
         ([ADDRESS, "no_such_template"], "Unknown template 'no_such_template'"),
-        ([ADDRESS, "welcome", "--reply-to-id", "nope"], "reply_to_id must be a UUID"),
+        (
+            [ADDRESS, "welcome", "--reply-to-id", "nope"],
+            "not a name in DM_NOTIFY_REPLY_TO_IDS nor a UUID",
+        ),
     ],
     ids=["address", "template", "reply-to"],
 )

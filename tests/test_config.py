@@ -151,6 +151,7 @@ def test_a_key_from_a_dotenv_file_is_used(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_json_strings_from_the_environment_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DM_NOTIFY_TEMPLATES", json.dumps({"welcome": TEMPLATE.upper()}))
+    monkeypatch.setenv("DM_NOTIFY_REPLY_TO_IDS", json.dumps({"enquiries": TEMPLATE.upper()}))
     monkeypatch.setenv(
         "DM_NOTIFY_REDIRECT_DOMAINS_TO_ADDRESS",
         json.dumps({" Example.COM. ": "safe@example.gov.uk"}),
@@ -158,6 +159,7 @@ def test_json_strings_from_the_environment_are_accepted(monkeypatch: pytest.Monk
     app = make({"DM_NOTIFY_KEY": KEY})
     settings = app.extensions["dmmail"].settings
     assert dict(settings.templates) == {"welcome": TEMPLATE}
+    assert dict(settings.reply_to_ids) == {"enquiries": TEMPLATE}
     assert dict(settings.redirects) == {"example.com": "safe@example.gov.uk"}
 
 
@@ -262,6 +264,7 @@ class StagingConfig:
     DM_NOTIFY_KEY = KEY
     DM_NOTIFY_BASE_URL = "https://notify.example.gov.uk/"
     DM_NOTIFY_TEMPLATES: ClassVar[dict[str, Any]] = {"welcome": TEMPLATE.upper()}
+    DM_NOTIFY_REPLY_TO_IDS: ClassVar[dict[str, Any]] = {"enquiries": TEMPLATE.upper()}
     DM_NOTIFY_REDIRECT_DOMAINS_TO_ADDRESS: ClassVar[dict[str, Any]] = {
         "Example.COM.": "safe@digital.gov.uk"
     }
@@ -305,6 +308,7 @@ def test_a_config_class_sets_every_key() -> None:
     assert (settings.timeout, settings.retries, settings.retry_backoff) == (7.5, 4, 0.25)
     assert settings.sandbox is False
     assert settings.sandbox_seed == {"templates": []}
+    assert dict(settings.reply_to_ids) == {"enquiries": TEMPLATE}
     assert settings.hash_key == b"staging-hash-key"
     assert settings.mailchimp_api_key == "0123456789abcdef-us5"
     assert settings.mailchimp_base_url == "https://mailchimp.example.gov.uk/3.0"

@@ -179,3 +179,113 @@ def test_the_readme_example_sends_an_email_to_the_embedded_sandbox(tmp_path: Pat
     record_output("README example", process.stdout + process.stderr)
     assert process.returncode == 0, process.stderr
     uuid.UUID(process.stdout.strip().splitlines()[-1])
+
+
+# -- the guide's examples run -------------------------------------------------------------------
+
+#: A fenced block, with the HTML comment on the line before it, if any:
+#: ``<!-- fragment: why -->`` (a part of something bigger: only compiled) or
+#: ``<!-- file: NAME -->`` (a file of an example: written to NAME, for later blocks to use).
+_BLOCK = re.compile(
+    r"(?:^<!--\s*(?P<marker>fragment|file)\b:?\s*(?P<arg>[^\n]*?)\s*-->\n)?"
+    r"^```(?P<lang>[\w-]*)\n(?P<code>.*?)^```$",
+    re.S | re.M,
+)
+
+
+@dataclass(frozen=True)
+class Snippet:
+    page: str
+    line: int
+    lang: str
+    marker: str | None
+    arg: str
+    code: str
+
+
+def _snippets(page: Path) -> list[Snippet]:
+    text = page.read_text(encoding="utf-8")
+    return [
+        Snippet(
+            page.name,
+            text.count("\n", 0, match.start("code")) + 1,
+            match["lang"],
+            match["marker"],
+            match["arg"] or "",
+            match["code"],
+        )
+        for match in _BLOCK.finditer(text)
+    ]
+
+
+GUIDE_PAGES = sorted(DOCS.glob("*.md"))
+
+
+def test_every_python_block_of_the_guide_is_run_or_marked() -> None:
+    """A Python block is a complete example (run below), a file of one (``<!-- file: ... -->``)
+    or marked a fragment (``<!-- fragment: ... -->``); every one compiles."""
+    blocks = [s for page in GUIDE_PAGES for s in _snippets(page) if s.lang == "python"]
+    assert len(blocks) >= 15
+    for snippet in blocks:
+        compile(snippet.code, f"{snippet.page}:{snippet.line}", "exec")
+    marked = {s.marker for s in blocks}
+    assert marked == {None, "fragment", "file"}
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DM_", "FLASK_"))}
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        p
+        for p in GUIDE_PAGES
+        if any(s.marker != "fragment" and s.lang == "python" for s in _snippets(p))
+    ],
+    ids=lambda p: p.name,
+)
+def test_the_complete_examples_of_a_page_run(page: Path, tmp_path: Path) -> None:
+    """In page order: files are written to a fresh folder, and each other Python block runs
+    there as a script (after the files before it). When the page wrote test files, pytest
+    runs them there too, as the page says to."""
+    ran = 0
+    for snippet in _snippets(page):
+        where = f"{snippet.page}:{snippet.line}"
+        if snippet.marker == "fragment":
+            continue
+        if snippet.marker == "file":
+            (tmp_path / snippet.arg).write_text(snippet.code, encoding="utf-8")
+            continue
+        if snippet.lang != "python":
+            continue
+        script = tmp_path / f"example_{snippet.line}.py"
+        script.write_text(snippet.code, encoding="utf-8")
+        process = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            env=_clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        record_output(f"docs example {where}", process.stdout + process.stderr)
+        assert process.returncode == 0, f"{where}:\n{process.stderr}"
+        ran += 1
+    tests = sorted(tmp_path.glob("test_*.py"))
+    if tests:
+        process = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
+            cwd=tmp_path,
+            env=_clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        record_output(f"docs tests {page.name}", process.stdout + process.stderr)
+        assert process.returncode == 0, process.stdout + process.stderr
+        assert re.search(r"\b[1-9]\d* passed\b", process.stdout), process.stdout
+        ran += 1
+    assert ran, f"{page.name} has file blocks but nothing runs them"

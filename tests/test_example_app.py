@@ -1,4 +1,7 @@
-"""The example app: config classes per environment and its form, on the embedded sandbox."""
+"""The example app: config classes per environment and its form, on the embedded sandbox.
+
+``app`` is pytest-flask's convention: ``client`` is its test client, and flask-dmmail's
+plugin gives ``dmmail_outbox`` and ``mailchimp_sandbox`` for that app."""
 
 from __future__ import annotations
 
@@ -7,11 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 from example_app import create_app
 from flask_dmmail.errors import ConfigurationError
-from flask_dmmail.notify import SentEmail
 from flask_dmmail.sandbox.mailchimp import member_address
+from flask_dmmail.testing import DMMailOutbox, MailchimpSandbox
 
 SUPPLIER = member_address("supplier")  # an address Mailchimp (and the sandbox) accepts
 KEY = "live-26785a09-ab16-4eb0-8407-a37497a57506-3d844edf-8d35-48ac-975b-e847b4f122b0"
@@ -26,9 +30,8 @@ def app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
 
 
 def test_the_form_sends_a_welcome_email(
-    app: Flask, dmmail_outbox: list[SentEmail], caplog: pytest.LogCaptureFixture
+    client: FlaskClient, dmmail_outbox: DMMailOutbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = app.test_client()
     with caplog.at_level(logging.INFO, logger="example_app.audit"):
         response = client.post(
             "/send", data={"name": "Ada", "email": "ada@example.gov.uk"}, follow_redirects=True
@@ -43,15 +46,16 @@ def test_the_form_sends_a_welcome_email(
 
 
 def test_a_bad_address_is_shown_to_the_user_and_logged_as_a_failure(
-    app: Flask, caplog: pytest.LogCaptureFixture
+    client: FlaskClient, dmmail_outbox: DMMailOutbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="example_app.audit"):
-        response = app.test_client().post("/send", data={"name": "A", "email": "nope"})
+        response = client.post("/send", data={"name": "A", "email": "nope"})
     assert response.status_code == 400
     assert "not a valid email address" in response.get_data(as_text=True)
     assert [r.message for r in caplog.records if r.name == "example_app.audit"] == [
         "email failed: InvalidEmailAddressError"
     ]
+    assert dmmail_outbox == []
 
 
 def test_development_without_a_key_runs_on_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,15 +98,18 @@ def test_dm_environment_chooses_the_config(monkeypatch: pytest.MonkeyPatch) -> N
     ],
 )
 def test_the_mailing_list_form_subscribes_through_mailchimp(
-    app: Flask, before: str | None, status: int, message: str
+    client: FlaskClient,
+    mailchimp_sandbox: MailchimpSandbox,
+    before: str | None,
+    status: int,
+    message: str,
 ) -> None:
-    mailchimp_state = app.extensions["dmmail"].sandbox.state.mailchimp
+    mailchimp_state = mailchimp_sandbox.state
     if before == "subscribed":
         mailchimp_state.add_members("a1b2c3d4e5", [SUPPLIER])
     elif before == "unsubscribed":
         mailchimp_state.add_members("a1b2c3d4e5", [SUPPLIER])
         mailchimp_state.unsubscribe("a1b2c3d4e5", SUPPLIER)
-    client = app.test_client()
     response = client.post("/mailing-list", data={"email": SUPPLIER})
     assert response.status_code == status
     page = client.get("/").get_data(as_text=True) if status == 302 else response.get_data(True)

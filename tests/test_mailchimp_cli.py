@@ -68,7 +68,7 @@ def test_subscribe_from_a_csv_file_exits_1_when_an_address_is_refused(
     result = run(mc_app, "subscribe", "buyers", "--file", str(path))
     assert result.exit_code == 1
     assert "invalid address: 1" in result.stdout
-    assert "1 addresses were refused" in result.stderr
+    assert "1 address was refused" in result.stderr
     assert mc_state.member_count(BUYERS) == 2
 
 
@@ -81,7 +81,7 @@ def test_subscribe_reads_stdin(mc_app: Flask, mc_state: MailchimpState) -> None:
 def test_subscribe_dry_run_changes_nothing(mc_app: Flask, mc_state: MailchimpState) -> None:
     result = run(mc_app, "subscribe", "suppliers", "--dry-run", PRIVATE[0], PRIVATE[0].upper())
     assert result.exit_code == 0, result.output
-    assert "would subscribe 1 addresses to Suppliers" in result.stdout
+    assert "would subscribe 1 address to Suppliers" in result.stdout
     assert mc_state.member_count(SUPPLIERS, None) == 0
     bad = run(mc_app, "subscribe", "suppliers", "--dry-run", "nope")
     assert bad.exit_code == 1
@@ -237,17 +237,17 @@ def test_forget_reports_by_position_only(mc_app: Flask, mc_state: MailchimpState
     mc_state.add_members(BUYERS, PRIVATE[:1])
     dry = run(mc_app, "forget", "--dry-run", *PRIVATE)
     assert dry.exit_code == 0, dry.output
-    assert "#1: dry run: would delete from 2 audiences" in dry.stdout
-    assert "#3: dry run: would delete from 0 audiences" in dry.stdout
+    assert f"#1: dry run: would delete from 2 audiences: {SUPPLIERS}, {BUYERS}" in dry.stdout
+    assert "#3: dry run: nothing to delete: not a member of any audience\n" in dry.stdout
     assert mc_state.member_count(SUPPLIERS, None) == 2
     done = run(mc_app, "forget", *PRIVATE)
     assert done.exit_code == 0, done.output
-    assert "#1: deleted from 2 audiences" in done.stdout
-    assert "#2: deleted from 1 audiences" in done.stdout
+    assert "#1: deleted from 2 audiences: " in done.stdout
+    assert f"#2: deleted from 1 audience: {SUPPLIERS}\n" in done.stdout
     assert mc_state.member_count(SUPPLIERS, None) == 0
     assert mc_state.member_count(BUYERS, None) == 0
     one = run(mc_app, "forget", "--audience", "buyers", PRIVATE[2])
-    assert "#1: deleted from 0 audiences; not a member of 1" in one.stdout
+    assert "#1: nothing to delete: not a member of 1 audience\n" in one.stdout
     assert not any(address in dry.output + done.output + one.output for address in PRIVATE)
 
 

@@ -341,9 +341,9 @@ def test_outside_production_forget_command_leaves_unlisted_audiences_alone(
     mc_state.add_members(BUYERS, [PERSON])
     before = snapshot(mc_state, unlisted)
     dry = cli(mc_app, "mailchimp", "forget", "--dry-run", PERSON)
-    assert dry.exit_code == 0 and f"would delete from 1 audiences {BUYERS}" in dry.stdout
+    assert dry.exit_code == 0 and f"would delete from 1 audience: {BUYERS}" in dry.stdout
     done = cli(mc_app, "mailchimp", "forget", PERSON)
-    assert done.exit_code == 0 and f"#1: deleted from 1 audiences {BUYERS}" in done.stdout
+    assert done.exit_code == 0 and f"#1: deleted from 1 audience: {BUYERS}" in done.stdout
     assert snapshot(mc_state, unlisted) == before
     assert touched(instrument, unlisted) == []
 
@@ -356,5 +356,5 @@ def test_production_commands_may_use_any_audience(
     assert exported.exit_code == 0, exported.output
     assert len(out.read_text().splitlines()) == len(REAL) + 2  # the header and every member
     forgot = cli(production_app, "mailchimp", "forget", "--audience", unlisted, PERSON)
-    assert forgot.exit_code == 0 and f"deleted from 1 audiences {unlisted}" in forgot.stdout
+    assert forgot.exit_code == 0 and f"deleted from 1 audience: {unlisted}" in forgot.stdout
     assert mc_state.member_count(unlisted, None) == len(REAL)

@@ -172,7 +172,7 @@ def test_the_forget_command_reports_a_broken_address_by_position(
     result = run(mc_app, "forget", BROKEN, ADDRESS)
     assert result.exit_code == 1, result.output
     assert "#1: failed:" in result.stderr and "surrogate" in result.stderr
-    assert "#2: deleted from 1 audiences" in result.stdout
+    assert "#2: deleted from 1 audience: " in result.stdout
     assert "Traceback" not in result.output and "lovelace" not in result.output
 
 

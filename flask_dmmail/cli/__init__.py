@@ -82,4 +82,5 @@ def show_config() -> None:
     click.echo(f"mode: {'sandbox' if mailer.sandbox is not None else 'notify'}")
     click.echo(f"notify base url: {mailer.notify.base_url}")
     click.echo(f"templates: {', '.join(sorted(settings.templates)) or '(none)'}")
+    click.echo(f"reply-to names: {', '.join(sorted(settings.reply_to_ids)) or '(none)'}")
     click.echo(f"redirected domains: {', '.join(sorted(settings.redirects)) or '(none)'}")

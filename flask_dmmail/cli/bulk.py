@@ -28,6 +28,7 @@ from ..bulk import (
     send_bulk,
 )
 from ..errors import BulkAbortedError, BulkInterruptedError, DMMailError
+from .wording import one_line_per_failure, plural
 
 __all__ = ["register"]
 
@@ -58,7 +59,7 @@ class ProgressLine:
             self._stopping = True
             self.clear()
             click.echo(
-                f"Stopping: waiting for {progress.in_flight} sends under way "
+                f"Stopping: waiting for {plural(progress.in_flight, 'send')} under way "
                 "(Ctrl-C again to abandon them; they are checked in Notify on resume).",
                 file=self.stream,
             )
@@ -136,9 +137,15 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def _summary(report: BulkReport, failures: Path | None) -> None:
+def _template_label(template: str, template_id: str) -> str:
+    """The template as the user gave it, with its id when they gave a name."""
+    return template_id if template.lower() == template_id else f"{template} ({template_id})"
+
+
+def _summary(report: BulkReport, failures: Path | None, template: str) -> None:
     title = "Dry run (nothing sent)" if report.dry_run else "Bulk send"
-    click.echo(f"{title}: template {report.template_id}, {report.total} recipients")
+    label = _template_label(template, report.template_id)
+    click.echo(f"{title}: template {label}, {plural(report.total, 'recipient')}")
     if report.dry_run:
         click.echo(f"  would send:               {report.unsent}")
     else:
@@ -158,9 +165,11 @@ def _summary(report: BulkReport, failures: Path | None) -> None:
         click.echo(f"  rate limited (429s):      {report.rate_limited}")
         click.echo(
             f"  {report.elapsed:.1f} s, {report.achieved_rate:.1f} emails/s "
-            f"(limit {report.rate:.0f}/min, {report.concurrency} threads)"
+            f"(limit {report.rate:.0f}/min, {plural(report.concurrency, 'thread')})"
         )
-    if failures is not None:
+    if failures is not None and not report.failures:
+        click.echo(f"No failures: {failures} not written.")
+    elif failures is not None:
         try:
             report.write_failures(failures)
         except OSError as error:
@@ -359,7 +368,7 @@ def bulk_send(
         show = stream.isatty() if progress is None else progress
         bar = ProgressLine(stream, show and not dry_run)
         try:
-            with StopOnSignals() as interrupt:
+            with StopOnSignals() as interrupt, one_line_per_failure():
                 report = send_bulk(
                     mailer,
                     template,
@@ -379,7 +388,7 @@ def bulk_send(
             bar.clear()
     except (BulkInterruptedError, BulkAbortedError) as error:
         if error.report is not None:
-            _summary(error.report, failures)
+            _summary(error.report, failures, template)
         click.echo(f"\n{error.message}", err=True)
         click.echo("To resume, run the same command again:", err=True)
         click.echo(f"  {_command_line()}", err=True)
@@ -388,6 +397,6 @@ def bulk_send(
         )
     except DMMailError as error:
         raise click.ClickException(error.message) from None
-    _summary(report, failures)
+    _summary(report, failures, template)
     if report.failures:
         click.get_current_context().exit(1)

@@ -28,6 +28,7 @@ from ..csvsafe import safe_row
 from ..errors import DMMailError
 from ..mailchimp import Audiences, SubscribeOutcome
 from ..validation import check_email_address
+from .wording import one_line_per_failure, plural
 
 __all__ = ["mailchimp_cli", "register"]
 
@@ -39,7 +40,16 @@ def register(group: click.Group) -> None:
     group.add_command(mailchimp_cli)
 
 
-mailchimp_cli = AppGroup(
+class _MailchimpGroup(AppGroup):
+    """Runs each command with :func:`~flask_dmmail.cli.wording.one_line_per_failure`: a
+    failed call prints the command's one line, not the retries' log lines as well."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with one_line_per_failure():
+            return super().invoke(ctx)
+
+
+mailchimp_cli = _MailchimpGroup(
     "mailchimp",
     help="Manage this app's Mailchimp audiences (DM_MAILCHIMP_API_KEY, DM_MAILCHIMP_AUDIENCES; "
     "the embedded sandbox in sandbox mode). AUDIENCE is a name from DM_MAILCHIMP_AUDIENCES or "
@@ -146,8 +156,9 @@ def subscribe_command(
             unique = {a.lower(): a for a in wanted}
             invalid = sum(1 for a in unique.values() if not _valid(a))
             click.echo(
-                f"dry run: would subscribe {len(unique) - invalid} addresses to "
-                f"{ref.name} ({ref.id}); {invalid} are not valid addresses."
+                f"dry run: would subscribe {plural(len(unique) - invalid, 'address', 'addresses')}"
+                f" to {ref.name} ({ref.id}); "
+                f"{plural(invalid, 'address is', 'addresses are')} not valid."
             )
             if invalid:
                 sys.exit(1)
@@ -160,7 +171,7 @@ def subscribe_command(
     for outcome in SubscribeOutcome:
         click.echo(f"{outcome.value}: {result.counts[outcome]}")
     if not result.ok:
-        click.echo(f"{result.failed} addresses were refused.", err=True)
+        click.echo(f"{plural(result.failed, 'address was', 'addresses were')} refused.", err=True)
         sys.exit(1)
 
 
@@ -221,7 +232,8 @@ def export_command(
         raise _fail(error) from None
     where = "stdout" if output == "-" else output
     click.echo(
-        f"exported {written} members of {_describe(audiences, list_id)} to {where}", err=True
+        f"exported {plural(written, 'member')} of {_describe(audiences, list_id)} to {where}",
+        err=True,
     )
 
 
@@ -347,7 +359,7 @@ def send_campaign_command(
                 return
             count = audiences.member_count(list_id, "subscribed")
             click.echo(
-                f"dry run: would send {title!r} to {count} subscribers of "
+                f"dry run: would send {title!r} to {plural(count, 'subscriber')} of "
                 f"{_describe(audiences, list_id)}"
             )
             if "*|UNSUB|*" not in html:
@@ -373,8 +385,24 @@ def send_campaign_command(
     else:
         click.echo(
             f"sent: campaign {result.campaign_id} ({result.status}) to "
-            f"{result.recipient_count} recipients of {_describe(audiences, list_id)}"
+            f"{plural(result.recipient_count, 'recipient')} of {_describe(audiences, list_id)}"
         )
+
+
+def _would_forget(found: Sequence[str]) -> str:
+    if not found:
+        return "nothing to delete: not a member of any audience"
+    return f"would delete from {plural(len(found), 'audience')}: {', '.join(found)}"
+
+
+def _forgotten(deleted: Sequence[str], not_found: Sequence[str]) -> str:
+    if not deleted:
+        where = plural(len(not_found), "audience") if not_found else "any audience"
+        return f"nothing to delete: not a member of {where}"
+    line = f"deleted from {plural(len(deleted), 'audience')}: {', '.join(deleted)}"
+    if not_found:
+        line += f"; not a member of {plural(len(not_found), 'other audience')}"
+    return line
 
 
 @mailchimp_cli.command("forget")
@@ -404,17 +432,10 @@ def forget_command(
                     found = (
                         [explicit] if explicit else [a.id for a in audiences.audiences_for(address)]
                     )
-                    click.echo(
-                        f"#{number}: dry run: would delete from {len(found)} audiences "
-                        f"{', '.join(found)}".rstrip()
-                    )
+                    click.echo(f"#{number}: dry run: {_would_forget(found)}")
                 else:
                     result = audiences.forget(address, explicit)
-                    click.echo(
-                        f"#{number}: deleted from {len(result.deleted)} audiences "
-                        f"{', '.join(result.deleted)}".rstrip()
-                        + (f"; not a member of {len(result.not_found)}" if result.not_found else "")
-                    )
+                    click.echo(f"#{number}: {_forgotten(result.deleted, result.not_found)}")
             except DMMailError as error:
                 failures += 1
                 click.echo(f"#{number}: failed: {error.message}", err=True)

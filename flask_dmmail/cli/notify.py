@@ -26,6 +26,7 @@ from flask.cli import with_appcontext
 
 from ..errors import DMMailError
 from ..notify import EMAIL_STATUSES, NotificationStatus
+from .wording import one_line_per_failure, plural
 
 if TYPE_CHECKING:
     from ..extension import Mailer
@@ -54,8 +55,11 @@ class TransientMailCommandError(MailCommandError):
 
 @contextmanager
 def _mail_errors() -> Iterator[None]:
+    """A DMMailError leaving the block is the command's one line of error output (the
+    library's own log lines about it are not printed as well: see ``wording``)."""
     try:
-        yield
+        with one_line_per_failure():
+            yield
     except DMMailError as error:
         cls = TransientMailCommandError if error.transient else MailCommandError
         raise cls(error.message) from None
@@ -139,7 +143,11 @@ Examples:
 @click.argument("template")
 @click.argument("personalisation", nargs=-1, metavar="[KEY=VALUE]...", callback=_personalisation)
 @click.option("--reference", help="Notify reference (default: derived from the email).")
-@click.option("--reply-to-id", metavar="UUID", help="Reply-to address id from Notify.")
+@click.option(
+    "--reply-to-id",
+    metavar="NAME|UUID",
+    help="A reply-to name from DM_NOTIFY_REPLY_TO_IDS, or a reply-to address id from Notify.",
+)
 @click.option(
     "--no-resend",
     is_flag=True,
@@ -270,7 +278,10 @@ def preview_command(
         click.echo("")
         click.echo(preview.body)
     else:
-        click.echo(f"subject: {len(subject)} characters, body: {len(preview.body)} characters")
+        click.echo(
+            f"subject: {plural(len(subject), 'character')}, "
+            f"body: {plural(len(preview.body), 'character')}"
+        )
         click.echo("(add --show-body to print them)")
 
 

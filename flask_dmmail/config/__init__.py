@@ -46,6 +46,7 @@ KEYS = (
     "DM_NOTIFY_API_KEY",
     "DM_NOTIFY_BASE_URL",
     "DM_NOTIFY_TEMPLATES",
+    "DM_NOTIFY_REPLY_TO_IDS",
     "DM_NOTIFY_REDIRECT_DOMAINS_TO_ADDRESS",
     "DM_NOTIFY_TIMEOUT",
     "DM_NOTIFY_RETRIES",
@@ -120,6 +121,8 @@ class Settings:
     sanitise: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: Where the Notify key came from: "config", "environment", or None (no key).
     notify_key_source: str | None = None
+    #: Reply-to name -> reply-to address id (DM_NOTIFY_REPLY_TO_IDS).
+    reply_to_ids: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def production(self) -> bool:
@@ -237,4 +240,5 @@ class Settings:
             safe_address=stages.safe_address(config),
             sanitise=readers.sanitise(config, templates),
             notify_key_source=key_source,
+            reply_to_ids=readers.reply_to_ids(config),
         )

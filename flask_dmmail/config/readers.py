@@ -139,6 +139,24 @@ def templates(config: Mapping[str, Any]) -> Mapping[str, str]:
     return MappingProxyType(checked)
 
 
+def reply_to_ids(config: Mapping[str, Any]) -> Mapping[str, str]:
+    """DM_NOTIFY_REPLY_TO_IDS: reply-to name -> the id of one of the service's reply-to
+    addresses, so that ``reply_to_id`` takes a name as ``template`` does."""
+    key = "DM_NOTIFY_REPLY_TO_IDS"
+    checked: dict[str, str] = {}
+    for name, reply_id in read_mapping(config, key).items():
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(key, "every reply-to name must be a non-empty string.")
+        if not is_uuid(reply_id):
+            raise ConfigurationError(
+                key,
+                f"the reply-to name {name!r} must map to a reply-to address UUID from Notify "
+                "(Settings > Reply-to email addresses).",
+            )
+        checked[name] = str(reply_id).lower()
+    return MappingProxyType(checked)
+
+
 def redirects(config: Mapping[str, Any]) -> Mapping[str, str]:
     key = "DM_NOTIFY_REDIRECT_DOMAINS_TO_ADDRESS"
     checked: dict[str, str] = {}

@@ -10,6 +10,10 @@
 ``GET|POST|DELETE /_sandbox/faults``        read / set (``latency``, ``error_rate``,
                                             ``drop_rate``, ``stall_rate``,
                                             ``stall_seconds``, ``paths``, ``seed``) / clear
+``GET|POST /_sandbox/faults/next``         read / queue next-N faults (``kind``: error,
+                                            rate_limit or timeout; ``count``, ``paths``,
+                                            ``methods``, ``hold_seconds``); see
+                                            :mod:`~flask_dmmail.sandbox.next_faults`
 ``POST   /_sandbox/limits``                 ``{"rate_limit": n, "burst": n, "daily_limit": n}``
 ``POST   /_sandbox/service``                ``{"restricted": bool, "delivery_delay": s}``
 ``POST   /_sandbox/keys/<type>/revoke``     type is test, team or live; ``/restore`` undoes
@@ -28,9 +32,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
 from .guard import JSON_REQUIRED, host_refusal, json_required
+from .next_faults import NextFaults
 from .notify_api import json_response
 from .state import SandboxState
 
@@ -52,6 +57,13 @@ def _body() -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ControlError("the body must be a JSON object")
     return data
+
+
+def _next_faults() -> NextFaults | None:
+    """The app's next-N faults (None for an app without the fault layer)."""
+    faults = current_app.extensions.get("dmmail_sandbox_faults")
+    queue = getattr(faults, "next", None)
+    return queue if isinstance(queue, NextFaults) else None
 
 
 def control_blueprint(state: SandboxState) -> Blueprint:
@@ -91,6 +103,9 @@ def control_blueprint(state: SandboxState) -> Blueprint:
     @bp.post("/reset")
     def reset() -> Response:
         state.reset()
+        queue = _next_faults()
+        if queue is not None:
+            queue.clear()
         return json_response({"result": "reset"})
 
     @bp.get("/outbox")
@@ -119,6 +134,9 @@ def control_blueprint(state: SandboxState) -> Blueprint:
     def faults() -> Response:
         if request.method == "DELETE":
             state.clear_faults()
+            queue = _next_faults()
+            if queue is not None:
+                queue.clear()
         elif request.method == "POST":
             options = _body()
             allowed = {
@@ -137,6 +155,22 @@ def control_blueprint(state: SandboxState) -> Blueprint:
                 raise ControlError("paths must be a list")
             state.set_faults(**options)
         return json_response(state.faults.to_dict())
+
+    @bp.route("/faults/next", methods=["GET", "POST"])
+    def next_faults() -> tuple[Response, int]:
+        queue = _next_faults()
+        if queue is None:
+            raise ControlError("this sandbox has no fault layer", 404)
+        if request.method == "POST":
+            options = _body()
+            unknown = set(options) - {"kind", "count", "paths", "methods", "hold_seconds"}
+            if unknown:
+                raise ControlError(f"unknown fault options: {', '.join(sorted(unknown))}")
+            if "kind" not in options:
+                raise ControlError("kind is required: error, rate_limit or timeout")
+            queue.add(**options)
+            return json_response({"next": queue.pending()}), 201
+        return json_response({"next": queue.pending()}), 200
 
     @bp.post("/limits")
     def limits() -> Response:

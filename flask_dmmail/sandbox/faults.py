@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .next_faults import NextFaults
 from .notify_api import notify_json
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ class FaultMiddleware:
     def __init__(self, app: WSGIApplication, state: SandboxState) -> None:
         self.app = app
         self.state = state
+        #: The next-N faults (:mod:`flask_dmmail.sandbox.next_faults`), checked first.
+        self.next = NextFaults()
         self._error_bodies: list[tuple[str, ErrorBody]] = [("/", notify_error_body)]
 
     def add_error_body(self, prefix: str, factory: ErrorBody) -> None:
@@ -93,6 +96,9 @@ class FaultMiddleware:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_sandbox"):
             return self.app(environ, start_response)
+        queued = self.next.take(str(environ.get("REQUEST_METHOD", "GET")), path)
+        if queued is not None:
+            return self.next.answer(queued, path, self._error_body, start_response)
         config, fault, release = self.state.roll_fault(path)
         if not config.active or not path.startswith(config.paths):
             return self.app(environ, start_response)

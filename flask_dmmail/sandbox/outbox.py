@@ -16,7 +16,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
 from ..templates_file import STAND_IN_SUFFIX
@@ -79,15 +89,30 @@ def _format_size(size: Any) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
-def _sandbox_url(state: SandboxState) -> str | None:
-    """The base URL a Notify client should use for this sandbox, when it can be known."""
-    if current_app.extensions.get("dmmail_sandbox") is state:
-        return request.host_url.rstrip("/")
+def _standalone(state: SandboxState) -> bool:
+    """True when the page is served by the sandbox's own app (not ``/_dmmail/`` of an app)."""
+    return current_app.extensions.get("dmmail_sandbox") is state
+
+
+def _served_elsewhere(state: SandboxState) -> str | None:
+    """The URL of the app's embedded sandbox when this process does not serve it: a process
+    forked from the one that started it (pytest-flask's ``live_server``, a pre-forking
+    server) holds a copy of its state that no email reaches, so its pages are not shown here."""
+    if _standalone(state):
+        return None
     sandbox = getattr(current_app.extensions.get("dmmail"), "sandbox", None)
-    if sandbox is not None and getattr(sandbox, "state", None) is state:
-        url = getattr(sandbox, "url", None)
-        return url if isinstance(url, str) else None
-    return None
+    if sandbox is None or getattr(sandbox, "state", None) is not state:
+        return None
+    if getattr(sandbox, "serving", True):
+        return None
+    url = getattr(sandbox, "url", None)
+    return url if isinstance(url, str) else None
+
+
+def _template_names() -> list[str]:
+    """The names of the app's DM_NOTIFY_TEMPLATES (for the empty outbox's advice)."""
+    settings = getattr(current_app.extensions.get("dmmail"), "settings", None)
+    return sorted(getattr(settings, "templates", {}))
 
 
 def _stand_in(template_name: str) -> str | None:
@@ -122,13 +147,19 @@ def outbox_blueprint(state: SandboxState) -> Blueprint:
     bp = Blueprint("dmmail_outbox", __name__, template_folder=str(_TEMPLATES))
 
     @bp.before_request
-    def _guard() -> Response | None:
+    def _guard() -> ResponseReturnValue | None:
         embedded = current_app.extensions.get("dmmail_sandbox") is not state
         if embedded and not (current_app.debug or current_app.testing) and remote_client():
             abort(404)
         refusal = host_refusal()
         if refusal is not None:
             return Response(refusal, status=403, mimetype="text/plain")
+        elsewhere = _served_elsewhere(state)
+        if elsewhere is not None:
+            # The sandbox serves the same pages at its root: send the browser there.
+            index = url_for("dmmail_outbox.index")
+            rest = request.full_path[len(index) :] if request.full_path.startswith(index) else ""
+            return redirect(f"{elsewhere}/{rest}".rstrip("?"), 307)
         return None
 
     @bp.app_template_filter("dmmail_time")
@@ -153,11 +184,13 @@ def outbox_blueprint(state: SandboxState) -> Blueprint:
     @bp.get("/")
     def index() -> str:
         """Every email sent, newest first."""
+        standalone = _standalone(state)
         return render_template(
             "dmmail_sandbox_outbox.html",
             notifications=state.outbox(),
-            sandbox_url=_sandbox_url(state),
-            test_key=state.keys.test,
+            standalone=standalone,
+            sandbox_url=request.host_url.rstrip("/") if standalone else None,
+            template_names=[] if standalone else _template_names(),
             example_template_id=_example_template_id(state),
         )
 

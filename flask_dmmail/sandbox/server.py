@@ -221,6 +221,13 @@ class Sandbox:
         sandbox._thread.start()
         return sandbox
 
+    @property
+    def serving(self) -> bool:
+        """True while this process serves the sandbox: False after :meth:`stop`, and in a
+        process forked from the one that started it (pytest-flask's ``live_server``, a
+        pre-forking server), which reaches it at its ``url``."""
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         """Stop serving, close open connections and stop the state's ticker."""
         self._server.shutdown()
