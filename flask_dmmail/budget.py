@@ -6,7 +6,9 @@ shared by every web worker, script and bulk run that uses the service's key. Wit
 one bucket in Redis per service and key type, shaped like Notify's (``DM_NOTIFY_RATE_LIMIT``
 a minute, Notify's size for that rate) less a second of refill for network jitter. A Lua
 script refills and takes in one atomic round trip, on Redis's clock, so every machine sees
-the same bucket.
+the same bucket. A bucket Redis does not have (first use, or Redis restarted empty) starts
+empty and fills at the refill rate: no burst until it has filled, never more than Notify
+allows.
 
 - **Transactional mail first.** ``Mailer.send`` (:data:`TRANSACTIONAL`) may take the last
   token; bulk work (:data:`BULK`) only takes a token while more than the reserve is left
@@ -78,7 +80,8 @@ _MIN_PAUSE = 0.001
 # tokens that must be left after a take), and "take", "drain" or "peek". Returns the tokens
 # left and the seconds until a take at this floor could succeed ("0" when it did), as
 # strings (Redis would cut Lua numbers to integers). The time is Redis's, the same for
-# every client; a missing bucket is a full one, and it expires once it would be full.
+# every client. A missing bucket starts empty: after Redis lost it (a restart without
+# persistence, an eviction) nobody knows how full Notify's is, so it refills from nothing.
 _SCRIPT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
@@ -89,7 +92,7 @@ local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
 if tokens == nil or ts == nil then
-  tokens = capacity
+  tokens = 0
   ts = now
 end
 if now > ts then
@@ -109,7 +112,6 @@ end
 if ARGV[4] ~= 'peek' then
   redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens),
              'ts', string.format('%.6f', ts))
-  redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
 end
 return {string.format('%.6f', tokens), string.format('%.6f', wait)}
 """
@@ -192,6 +194,12 @@ class SharedBudget:
         self._lock = threading.Lock()
         self._down_since: float | None = None
         self._recheck_at = 0.0
+        #: Seconds a take of each kind waits for Redis to answer again before it raises
+        #: (``required``): :data:`SEND_OUTAGE_GRACE`, :data:`BULK_OUTAGE_GRACE`.
+        self.outage_grace: dict[str, float] = {
+            TRANSACTIONAL: SEND_OUTAGE_GRACE,
+            BULK: BULK_OUTAGE_GRACE,
+        }
         #: The seconds each recent take waited for its token, by kind (the newest 10,000).
         self.waits: dict[str, deque[float]] = {
             TRANSACTIONAL: deque(maxlen=10_000),
@@ -267,11 +275,10 @@ class SharedBudget:
         :returns: True with a token; False without one (``stop`` was set or ``max_wait``
             passed).
         :raises ~flask_dmmail.errors.RedisUnavailableError: Redis did not answer for
-            :data:`SEND_OUTAGE_GRACE` (:data:`BULK_OUTAGE_GRACE` for bulk) seconds, and
-            ``required`` is on.
+            ``outage_grace[kind]`` seconds, and ``required`` is on.
         """
         floor = self.shape.floor(kind)
-        grace = BULK_OUTAGE_GRACE if kind == BULK else SEND_OUTAGE_GRACE
+        grace = self.outage_grace[kind]
         started = self._clock()
         outage_started: float | None = None
         while True:
