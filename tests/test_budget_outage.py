@@ -101,7 +101,10 @@ def test_a_send_raises_a_typed_error_when_redis_is_down_and_required(
         failed.append(extra)
 
     server.stop()
-    with signals.email_failed.connected_to(on_failed), pytest.raises(RedisUnavailableError) as raised:
+    with (
+        signals.email_failed.connected_to(on_failed),
+        pytest.raises(RedisUnavailableError) as raised,
+    ):
         reset(mailer, 1)
     error = raised.value
     assert (error.service, error.status_code, error.transient, error.attempts) == (
