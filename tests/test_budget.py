@@ -173,9 +173,7 @@ def test_sends_wait_for_tokens_rather_than_meet_a_429(
 ) -> None:
     # Notify's bucket for 60 a minute: 21 tokens, one a second; the shared one holds 20.
     sandbox.state.set_limits(rate_limit=60)
-    app = make_app(
-        DM_MAIL_REDIS_URL=fresh_redis_url, DM_NOTIFY_RATE_LIMIT=60, DM_NOTIFY_RETRIES=0
-    )
+    app = make_app(DM_MAIL_REDIS_URL=fresh_redis_url, DM_NOTIFY_RATE_LIMIT=60, DM_NOTIFY_RETRIES=0)
     budget = budget_of(app)
     set_bucket(budget, 20)
     for n in range(25):
