@@ -200,7 +200,8 @@ class SharedBudget:
             TRANSACTIONAL: SEND_OUTAGE_GRACE,
             BULK: BULK_OUTAGE_GRACE,
         }
-        #: The seconds each recent take waited for its token, by kind (the newest 10,000).
+        #: The seconds each recent take waited for its token (or until ``max_wait`` ended
+        #: the wait), by kind: the newest 10,000.
         self.waits: dict[str, deque[float]] = {
             TRANSACTIONAL: deque(maxlen=10_000),
             BULK: deque(maxlen=10_000),
@@ -302,6 +303,7 @@ class SharedBudget:
                 return True
             if max_wait is not None:
                 if waited >= max_wait:
+                    self.waits[kind].append(waited)
                     return False
                 wait = min(wait, max_wait - waited)
             if self._pause(wait, stop):
