@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError, RedisUnavailableError
+from .errors import ConfigurationError, InvalidOptionError, RedisUnavailableError
 from .ratelimit import RateLimiter, TokenBucket, jitter_margin, notify_bucket_size
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class BudgetShape:
             return 0.0
         if kind == BULK:
             return self.reserve
-        raise ValueError(f"kind must be {TRANSACTIONAL!r} or {BULK!r}")
+        raise InvalidOptionError(f"kind must be {TRANSACTIONAL!r} or {BULK!r}.")
 
 
 class SharedBudget:

@@ -25,7 +25,12 @@ from flask_dmmail.budget import (
     SharedRateLimiter,
 )
 from flask_dmmail.config import KEYS
-from flask_dmmail.errors import BulkInterruptedError, ConfigurationError, RateLimitError
+from flask_dmmail.errors import (
+    BulkInterruptedError,
+    ConfigurationError,
+    InvalidOptionError,
+    RateLimitError,
+)
 from flask_dmmail.sandbox import Sandbox
 from tests.secrets_scan import register_secret
 
@@ -81,6 +86,8 @@ def test_the_shared_bucket_is_notifys_less_a_second_of_refill() -> None:
     )
     assert BudgetShape.for_rate(3000, 1.0).reserve == 0
     assert shape.floor(TRANSACTIONAL) == 0 and shape.floor(BULK) == shape.reserve
+    with pytest.raises(InvalidOptionError):
+        shape.floor("urgent")
 
 
 def test_bulk_takes_only_above_the_reserve_and_a_send_may_take_the_rest(
