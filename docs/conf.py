@@ -43,6 +43,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(flask|werkzeug|click|blinker)(\..+)?"),
     # requests and urllib3 (sessions and responses of the HTTP layer).
     (r"py:.*", r"(requests|urllib3)(\..+)?"),
+    # The redis client of the shared Notify budget.
+    (r"py:.*", r"redis(\..+)?"),
     # The same types written without their module (imported only for type checking, or with
     # ``from os import PathLike``): Flask's app and os.PathLike.
     (r"py:.*", r"Flask|PathLike"),
@@ -53,7 +55,7 @@ nitpick_ignore_regex = [
     # The standard library.
     (
         r"py:.*",
-        r"(collections\.abc|datetime|os|pathlib|threading|enum|typing|types|sqlite3|io|csv|"
+        r"(collections(\.abc)?|datetime|os|pathlib|threading|enum|typing|types|sqlite3|io|csv|"
         r"logging|contextlib|dataclasses|email|hmac|uuid|concurrent\.futures)\..+",
     ),
 ]

@@ -1,13 +1,13 @@
 """The exception hierarchy: every error flask-dmmail raises, in one place.
 
 Every error is a :class:`DMMailError`. Its message says what to do next and never carries an
-API key, an email address or a personalisation value. The errors of the two services share
-one base, :class:`ServiceError`, with the same attributes whichever service answered:
-``service`` (``"notify"`` or ``"mailchimp"``), ``status_code`` (the HTTP status),
-``transient`` and ``retry_after``. ``transient`` is true exactly for the errors flask-dmmail
-retries itself (``DM_NOTIFY_RETRIES``, ``DM_MAILCHIMP_RETRIES``; a bulk run puts them back in
-its queue); when one is raised the retries ran out, and trying again later may work. Callers
-branch on types and attributes, not on message text.
+API key, an email address or a personalisation value. The errors of the services share one
+base, :class:`ServiceError`, with the same attributes whichever service answered: ``service``
+(``"notify"``, ``"mailchimp"``, or ``"redis"`` for the shared Notify budget), ``status_code``
+(the HTTP status), ``transient`` and ``retry_after``. ``transient`` is true exactly for the
+errors flask-dmmail retries itself (``DM_NOTIFY_RETRIES``, ``DM_MAILCHIMP_RETRIES``; a bulk run
+puts them back in its queue); when one is raised the retries ran out, and trying again later
+may work. Callers branch on types and attributes, not on message text.
 
 Names: an error of one service's HTTP answer carries the service's prefix
 (``NotifyAuthError``, ``MailchimpAuthError``); an error named after the service's own thing
@@ -49,21 +49,22 @@ does not (``TemplateNotFoundError``, ``MemberExistsError``). ``RateLimitError`` 
     │   │   ├── DailyLimitError           429 TooManyRequestsError  (.retry_after: to midnight UTC)
     │   │   ├── NotifyUnavailableError    5xx, timeout, connection  (transient)
     │   │   └── NotifyProtocolError       a 2xx body that is not JSON (or has no id)
-    │   └── MailchimpError            Mailchimp answered with an error (or did not answer);
-    │       │                         .title, .detail, .errors (.status is .status_code)
-    │       ├── MailchimpAuthError        401; 403 User Disabled / Wrong Datacenter
-    │       ├── MailchimpForbiddenError   other 403s (e.g. the plan's audience limit)
-    │       ├── MailchimpNotFoundError    404: no such audience, member or campaign
-    │       ├── MailchimpBadRequestError  other 4xx (400 Bad Request, 405, ...)
-    │       │   ├── MemberExistsError         400 Member Exists
-    │       │   ├── MemberComplianceError     400 Member In Compliance State
-    │       │   ├── ForgottenMemberError      400 Forgotten Email Not Subscribed
-    │       │   └── MailchimpValidationError  400 Invalid Resource (.errors)
-    │       │       └── InvalidMemberAddressError  "looks fake or invalid", bad syntax
-    │       ├── MailchimpRateLimitError   429: 10 connections per key (transient)
-    │       ├── MailchimpUnavailableError 5xx, timeout, no connection (transient)
-    │       ├── MailchimpProtocolError    an answer that is not what the API documents
-    │       └── CampaignError             send_campaign failed at .step (transient as its cause)
+    │   ├── MailchimpError            Mailchimp answered with an error (or did not answer);
+    │   │   │                         .title, .detail, .errors (.status is .status_code)
+    │   │   ├── MailchimpAuthError        401; 403 User Disabled / Wrong Datacenter
+    │   │   ├── MailchimpForbiddenError   other 403s (e.g. the plan's audience limit)
+    │   │   ├── MailchimpNotFoundError    404: no such audience, member or campaign
+    │   │   ├── MailchimpBadRequestError  other 4xx (400 Bad Request, 405, ...)
+    │   │   │   ├── MemberExistsError         400 Member Exists
+    │   │   │   ├── MemberComplianceError     400 Member In Compliance State
+    │   │   │   ├── ForgottenMemberError      400 Forgotten Email Not Subscribed
+    │   │   │   └── MailchimpValidationError  400 Invalid Resource (.errors)
+    │   │   │       └── InvalidMemberAddressError  "looks fake or invalid", bad syntax
+    │   │   ├── MailchimpRateLimitError   429: 10 connections per key (transient)
+    │   │   ├── MailchimpUnavailableError 5xx, timeout, no connection (transient)
+    │   │   ├── MailchimpProtocolError    an answer that is not what the API documents
+    │   │   └── CampaignError             send_campaign failed at .step (transient as its cause)
+    │   └── RedisUnavailableError     the shared Notify budget's Redis did not answer (transient)
     └── BulkError                     a bulk send could not start or did not finish (.report)
         ├── JournalError              the journal is another run's, in use, or unreadable
         ├── RecipientsError           the recipients cannot be read (CSV, audience)
@@ -125,6 +126,7 @@ __all__ = [
     "RecipientNotAllowedError",
     "RecipientNotAllowedOnStageError",
     "RecipientsError",
+    "RedisUnavailableError",
     "ServiceError",
     "TemplateNotFoundError",
     "TemplatesFileError",
@@ -228,9 +230,9 @@ class ServiceError(DMMailError):
     :param retry_after: seconds after which trying again may work, when the service says so
         (kept as ``retry_after``; None when it is not known).
 
-    ``service`` is ``"notify"`` or ``"mailchimp"``. ``transient`` is true exactly for the
-    errors flask-dmmail retries (rate limits, the service unavailable or not answering): when
-    one is raised, the retries ran out. The CLI exits 75 for them.
+    ``service`` is ``"notify"``, ``"mailchimp"`` or ``"redis"``. ``transient`` is true exactly
+    for the errors flask-dmmail retries (rate limits, the service unavailable or not
+    answering): when one is raised, the retries ran out. The CLI exits 75 for them.
     """
 
     service: ClassVar[str] = ""
@@ -521,6 +523,22 @@ class CampaignError(MailchimpError):
         self.draft_deleted = draft_deleted
         self.checklist = tuple(checklist)
         self.transient = transient
+
+
+class RedisUnavailableError(ServiceError):
+    """The Redis of the shared Notify budget (``DM_MAIL_REDIS_URL``) did not answer, or
+    refused, for longer than a send may wait, and ``DM_MAIL_REDIS_REQUIRED`` is on.
+
+    Nothing was posted to Notify for the email when this is raised (a send that failed
+    before looked its reference up first), so sending it again later is safe. It is transient:
+    the CLI exits 75, and a bulk run stops with its journal ready to resume. ``status_code``
+    is None. The message never holds the URL (it may carry a password).
+    """
+
+    service: ClassVar[str] = "redis"
+    transient = True
+    #: How many times the email was posted to Notify before this was raised.
+    attempts: int = 0
 
 
 class BulkError(DMMailError):

@@ -28,6 +28,7 @@ from .references import AddressHasher
 from .validation import check_personalisation, check_template_name, check_uuid
 
 if TYPE_CHECKING:
+    from .budget import SharedBudget
     from .bulk import BulkProgress, BulkReport, RecipientSource
     from .mailchimp import Audiences
     from .sandbox import Sandbox
@@ -91,14 +92,30 @@ class Mailer:
                 settings.notify_key_source,
             )
         assert api_key is not None  # Settings refuses no key outside sandbox mode
+        #: The Notify budget shared by every process through Redis
+        #: (:class:`~flask_dmmail.budget.SharedBudget`), or None without DM_MAIL_REDIS_URL.
+        self.budget: SharedBudget | None = None
         try:
+            if settings.redis_url is not None:
+                from .budget import SharedBudget, service_id_of
+
+                self.budget = SharedBudget.from_url(
+                    settings.redis_url,
+                    service_id=service_id_of(api_key),
+                    key_type=settings.notify_key_type,
+                    rate_per_minute=settings.rate_limit,
+                    bulk_share=settings.bulk_share,
+                    required=settings.redis_required,
+                )
             self.notify = NotifyGateway(api_key, base_url, settings.timeout)
             #: Logs and signals the outcome of every send
             #: (:class:`~flask_dmmail.announce.Announcer`).
             self.announce = Announcer(app)
             #: The send path from the checks to the outcome
             #: (:class:`~flask_dmmail.pipeline.SendPipeline`): bulk sends use it too.
-            self.pipeline = SendPipeline(settings, self.hasher, self.notify, self.announce)
+            self.pipeline = SendPipeline(
+                settings, self.hasher, self.notify, self.announce, self.budget
+            )
             self._mailchimp: Audiences | None = None
             if self.sandbox is not None:
                 from .mailchimp import Audiences
@@ -285,7 +302,9 @@ class Mailer:
         return self._mailchimp
 
     def close(self) -> None:
-        """Stop the embedded sandbox, if any."""
+        """Stop the embedded sandbox, if any, and close the connections to Redis."""
+        if self.budget is not None:
+            self.budget.close()
         if self.sandbox is not None:
             self.sandbox.stop()
 

@@ -9,7 +9,8 @@ this order:
    process's record and in Notify before it is sent;
 3. **posting with retries** (:meth:`SendPipeline.deliver`, :func:`post_with_retries`):
    transient errors are retried, and after an ambiguous failure the reference is looked up
-   before anything is posted again;
+   before anything is posted again; with a shared budget (``DM_MAIL_REDIS_URL``,
+   :mod:`flask_dmmail.budget`) each post first takes a token from it, and a 429 drains it;
 4. **the outcome**: sent, skipped or failed, remembered for step 2 and reported to the
    :class:`~flask_dmmail.announce.Announcer` (the log line and the signal).
 
@@ -19,10 +20,12 @@ The Notify transport itself (the gateway, the error mapping, the result types) i
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from .announce import Announcer
 from .config import Settings
@@ -31,7 +34,9 @@ from .errors import (
     DMMailError,
     NotifyError,
     NotifyUnavailableError,
+    RateLimitError,
     RecipientNotAllowedOnStageError,
+    RedisUnavailableError,
 )
 from .notify import (
     NotificationStatus,
@@ -55,11 +60,16 @@ from .validation import (
     check_template_name,
 )
 
+if TYPE_CHECKING:
+    from .budget import SharedBudget
+
 __all__ = ["RetryHook", "SendOutcome", "SendPipeline", "post_with_retries", "redirect_for"]
 
 #: Called before each retry of a post: ``hook(error, attempt, delay)``. It may raise to stop
 #: the send (bulk sends do, to stop a run).
 RetryHook = Callable[[NotifyError, int, float], None]
+
+logger = logging.getLogger("flask_dmmail")
 
 _LOOKUP_WINDOW = timedelta(seconds=60)
 #: After a request timed out, wait this long (at most) before looking its reference up,
@@ -106,6 +116,8 @@ class SendPipeline:
     :param hasher: derives references and address hashes.
     :param gateway: the :class:`~flask_dmmail.notify.NotifyGateway` that posts and looks up.
     :param announce: told every outcome (:class:`~flask_dmmail.announce.Announcer`).
+    :param budget: the Notify budget shared by every process
+        (:class:`~flask_dmmail.budget.SharedBudget`), or None (``DM_MAIL_REDIS_URL`` unset).
     """
 
     def __init__(
@@ -114,11 +126,13 @@ class SendPipeline:
         hasher: AddressHasher,
         gateway: NotifyGateway,
         announce: Announcer,
+        budget: SharedBudget | None = None,
     ) -> None:
         self.settings = settings
         self.hasher = hasher
         self.gateway = gateway
         self.announce = announce
+        self.budget = budget
         #: What this process has sent, and a lock per email being sent (``allow_resend=False``).
         self.sent_references = SentReferences()
 
@@ -284,17 +298,29 @@ class SendPipeline:
 
     # -- 3. posting with retries -------------------------------------------------------------
 
-    def deliver(self, email: PreparedEmail, on_retry: RetryHook | None = None) -> SentEmail:
+    def deliver(
+        self, email: PreparedEmail, on_retry: RetryHook | None = None, *, paced: bool = False
+    ) -> SentEmail:
         """Post ``email`` with retries (no check of whether it was sent before) and announce
         the outcome; raise the :class:`~flask_dmmail.errors.NotifyError` of a failure.
 
+        With a shared budget, each post first takes a token from it (waiting up to
+        ``DM_NOTIFY_TIMEOUT`` seconds for one, then posting anyway), and a 429 drains it.
+
         :param email: the :class:`~flask_dmmail.notify.PreparedEmail` to post.
         :param on_retry: as for :meth:`send_prepared`.
+        :param paced: True when the caller takes the tokens itself (a bulk run's limiter).
+        :raises ~flask_dmmail.errors.RedisUnavailableError: the shared budget's Redis did
+            not answer (``DM_MAIL_REDIS_REQUIRED``); nothing was posted since the last
+            look-up of the reference, so sending again is safe.
         """
         started = time.perf_counter()
+        budget = None if paced else self.budget
 
         def retrying(error: NotifyError, attempt: int, delay: float) -> None:
             self.announce.retrying(error, email, attempt=attempt, delay=delay)
+            if budget is not None and isinstance(error, RateLimitError):
+                budget.drain()
             if on_retry is not None:
                 on_retry(error, attempt, delay)
 
@@ -305,8 +331,11 @@ class SendPipeline:
                 retries=self.settings.retries,
                 backoff=self.settings.retry_backoff,
                 on_retry=retrying,
+                before_post=None if budget is None else lambda: self._take_token(budget),
             )
-        except NotifyError as error:
+        except (NotifyError, RedisUnavailableError) as error:
+            if isinstance(error, RateLimitError) and budget is not None:
+                budget.drain()
             self.announce.failed(error, email, attempt=error.attempts)
             raise
         self._sent(
@@ -317,6 +346,17 @@ class SendPipeline:
             recovered=outcome.recovered,
         )
         return outcome.email
+
+    def _take_token(self, budget: SharedBudget) -> None:
+        """Take a transactional token from the shared budget before a post."""
+        from .budget import TRANSACTIONAL
+
+        if not budget.take(TRANSACTIONAL, max_wait=self.settings.timeout):
+            logger.warning(
+                "No token in the shared Notify budget within %.0f s (DM_NOTIFY_TIMEOUT): "
+                "posting anyway",
+                self.settings.timeout,
+            )
 
     def find_reference(self, reference: str) -> NotificationStatus | None:
         """Notify's newest notification with ``reference``, whatever its status, or None.
@@ -377,6 +417,7 @@ def post_with_retries(
     backoff: float,
     on_retry: RetryHook | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    before_post: Callable[[], None] | None = None,
 ) -> SendOutcome:
     """Post one email, retrying transient errors, never sending it twice.
 
@@ -393,6 +434,9 @@ def post_with_retries(
     :param on_retry: called before each retry, as for
         :meth:`SendPipeline.send_prepared`.
     :param sleep: waits between attempts.
+    :param before_post: called just before each post (after any look-up): the shared
+        budget's token. What it raises ends the send, with ``attempts`` set to the posts
+        made.
     """
     settle = min(gateway.timeout, _SETTLE_CAP)
     since = datetime.now(UTC) - _LOOKUP_WINDOW
@@ -409,6 +453,12 @@ def post_with_retries(
                         sent_email_from_status(email, found, gateway.base_url), attempt, True
                     )
                 ambiguous = False
+            if before_post is not None:
+                try:
+                    before_post()
+                except RedisUnavailableError as error:
+                    error.attempts = attempt - 1
+                    raise
             body = gateway.post_email(email.payload(), secrets)
             return SendOutcome(sent_email_from_response(email, body), attempt, False)
         except NotifyError as error:

@@ -7,7 +7,9 @@ Notify limits each service and key type with a token bucket
 a token before it looks, and refuses when fewer than one is left: a full bucket of 1000
 lets 999 through. The sandbox enforces that bucket (:class:`TokenBucket`); bulk sending
 paces itself by the same shape, less a margin for network jitter (:class:`RateLimiter`),
-which is always at least the token Notify keeps back.
+which is always at least the token Notify keeps back. With ``DM_MAIL_REDIS_URL`` every
+process of the service shares one such bucket in Redis (:mod:`flask_dmmail.budget`), and a
+:class:`TokenBucket` of the same shape is each process's fallback while Redis is down.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from collections.abc import Callable
 
 __all__ = [
     "JITTER_ALLOWANCE",
+    "MAX_BUCKET",
     "NOTIFY_RATE_LIMIT",
     "RateLimiter",
     "TokenBucket",
+    "jitter_margin",
     "notify_bucket_size",
 ]
 
@@ -37,6 +41,14 @@ JITTER_ALLOWANCE = 1.0
 def notify_bucket_size(rate_per_minute: float) -> int:
     """The size of Notify's token bucket for a per-minute limit: ``min(ceil(rate/3)+1, 1000)``."""
     return min(math.ceil(rate_per_minute / 3) + 1, MAX_BUCKET)
+
+
+def jitter_margin(rate_per_minute: float, size: int) -> int:
+    """The tokens a client-side bucket of ``size`` keeps in hand: the one Notify keeps back
+    (it refuses below one token) and ``JITTER_ALLOWANCE`` seconds of refill, so that requests
+    which reach Notify closer together than they left still fit Notify's bucket; at most
+    half the bucket."""
+    return min(math.ceil(rate_per_minute / 60 * JITTER_ALLOWANCE) + 1, size // 2)
 
 
 class TokenBucket:
@@ -111,6 +123,26 @@ class TokenBucket:
             self._tokens -= 1
             return -self._tokens / self.per_second if self._tokens < 0 else 0.0
 
+    def take_above(self, floor: float = 0.0) -> float:
+        """Take a token if ``floor`` tokens are left after it: 0.0. Otherwise take nothing
+        and return the seconds until one could be taken (no debt: a taker that may only use
+        what lies above a floor never delays one that may go below it).
+
+        :param floor: the tokens that must be left in the bucket after the take.
+        """
+        with self._lock:
+            self._refill(self._clock())
+            if self._tokens >= floor + 1:
+                self._tokens -= 1
+                return 0.0
+            return (floor + 1 - self._tokens) / self.per_second
+
+    def drain(self) -> None:
+        """Empty the bucket (Notify said 429: its own bucket is empty)."""
+        with self._lock:
+            self._refill(self._clock())
+            self._tokens = min(self._tokens, 0.0)
+
 
 class RateLimiter(TokenBucket):
     """Paces the sender threads of one bulk run to fit Notify's bucket.
@@ -129,7 +161,7 @@ class RateLimiter(TokenBucket):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         size = burst if burst is not None else notify_bucket_size(rate_per_minute)
-        margin = min(math.ceil(rate_per_minute / 60 * JITTER_ALLOWANCE), size // 2)
+        margin = jitter_margin(rate_per_minute, size)
         super().__init__(rate_per_minute, size=max(1, size - margin), clock=clock)
         self.configured = float(rate_per_minute)
         self.rate_limited = 0

@@ -26,7 +26,13 @@ from flask_dmmail.sandbox import Sandbox
 
 # The session-wide secrets scan: log records, exception messages and CLI output must never
 # hold a registered secret (API keys, recipients, personalisation values); see the module.
-pytest_plugins = ("tests.secrets_scan", "tests.mailchimp_support", "pytester")
+# ``redis_url``: a real redis-server for the tests that need one (tests/redis_support.py).
+pytest_plugins = (
+    "tests.secrets_scan",
+    "tests.mailchimp_support",
+    "tests.redis_support",
+    "pytester",
+)
 
 WELCOME_ID = "6f1a3c1e-8a0b-4c3e-9d0f-5b6a7c8d9e01"
 RESET_ID = "0c2b8e7a-1f3d-4e5a-8b6c-7d9e0f1a2b3c"

@@ -287,6 +287,11 @@ class StagingConfig:
     DM_NOTIFY_STAGE_GUARD = "Refuse"
     DM_NOTIFY_SAFE_ADDRESS = "dm-team@digital.gov.uk"
     DM_NOTIFY_SANITISE: ClassVar[dict[str, Any]] = {"welcome": ["name"]}
+    DM_MAIL_REDIS_URL = "redis://:redis-password@redis.example.gov.uk:6379/2"
+    DM_MAIL_REDIS_REQUIRED = "true"
+    DM_NOTIFY_RATE_LIMIT = "6000"
+    DM_NOTIFY_BULK_SHARE = "0.5"
+    DM_NOTIFY_KEY_TYPE = "Team"
 
 
 def test_a_config_class_sets_every_key() -> None:
@@ -333,6 +338,10 @@ def test_a_config_class_sets_every_key() -> None:
     assert allowed.allows("someone@digital.gov.uk") and allowed.allows("lead@supplier.co.uk")
     assert allowed.allows("anyone@example.com")  # a redirected domain goes to its address
     assert not allowed.allows("other@supplier.co.uk")
+    assert settings.redis_url == "redis://:redis-password@redis.example.gov.uk:6379/2"
+    assert "redis-password" not in repr(settings)
+    assert (settings.redis_required, settings.rate_limit, settings.bulk_share) == (True, 6000, 0.5)
+    assert settings.notify_key_type == "team"
 
 
 def test_the_defaults_of_the_other_keys() -> None:

@@ -20,6 +20,7 @@ from ..validation import check_template_name
 if TYPE_CHECKING:
     from flask.ctx import AppContext
 
+    from ..budget import SharedBudget
     from ..extension import Mailer
     from ..references import AddressHasher
     from .report import BulkReport
@@ -65,6 +66,11 @@ class MailerAdapter:
         """The first retry's delay in seconds (``DM_NOTIFY_RETRY_BACKOFF``)."""
         return self._mailer.settings.retry_backoff
 
+    @property
+    def budget(self) -> SharedBudget | None:
+        """The Notify budget shared through Redis (``DM_MAIL_REDIS_URL``), or None."""
+        return self._mailer.budget
+
     def template_id(self, template: str) -> str:
         """The id of ``template`` (a name from ``DM_NOTIFY_TEMPLATES`` or an id)."""
         return check_template_name(template, self._mailer.settings.templates)
@@ -97,8 +103,9 @@ class MailerAdapter:
     def send(
         self, email: PreparedEmail, on_retry: Callable[[NotifyError, int, float], None]
     ) -> SentEmail:
-        """Post a prepared email with the send path's retries, log lines and signals."""
-        return self._pipeline.deliver(email, on_retry=on_retry)
+        """Post a prepared email with the send path's retries, log lines and signals (the
+        run's limiter takes the tokens)."""
+        return self._pipeline.deliver(email, on_retry=on_retry, paced=True)
 
     def find(self, reference: str) -> NotificationStatus | None:
         """Notify's notification with this reference, whatever its status (one request)."""

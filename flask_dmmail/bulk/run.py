@@ -21,6 +21,7 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..budget import SharedRateLimiter
 from ..errors import (
     BulkAbortedError,
     BulkInterruptedError,
@@ -75,7 +76,12 @@ class _BulkRun:
         self.template_id = template_id
         self.source = source
         self.journal_path = journal_path
-        self.limiter = RateLimiter(rate, burst=burst)
+        budget = adapter.budget
+        self.limiter = (
+            RateLimiter(rate, burst=burst)
+            if budget is None
+            else SharedRateLimiter(budget, rate, burst=burst)
+        )
         self.planner = Planner(adapter, template_id, source, sanitise, stop)
         self.pool = SenderPool(adapter, self.limiter, concurrency)
         self.dry_run = dry_run

@@ -22,6 +22,7 @@ from ..errors import (
     NotifyProtocolError,
     NotifyUnavailableError,
     RateLimitError,
+    RedisUnavailableError,
     TemplateNotFoundError,
 )
 from ..notify import NotificationStatus, PreparedEmail, SentEmail
@@ -221,6 +222,9 @@ class SenderPool:
         except NotifyUnavailableError as error:
             return Result(work, "requeue", error=error, ambiguous=True)
         except _STOPPING as error:
+            return Result(work, "abort", error=error)
+        except RedisUnavailableError as error:
+            # Redis down past the pause: stop, resumable (the email stays in-flight).
             return Result(work, "abort", error=error)
         except DMMailError as error:
             return Result(work, "failed", error=error)

@@ -3,7 +3,8 @@
 Config is read once, in ``init_app``, from the app's config (config classes, and
 environment variables through Flask's dotenv support), checked, and frozen into a
 :class:`Settings`. Nothing reads ``app.config`` at send time. The readers of single keys
-are in :mod:`flask_dmmail.config.readers`; the stage rules in :mod:`flask_dmmail.config.stages`.
+are in :mod:`flask_dmmail.config.readers`; the stage rules in :mod:`flask_dmmail.config.stages`;
+the keys of the Notify budget shared through Redis in :mod:`flask_dmmail.config.scaling`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigurationError
-from . import readers, stages
+from . import readers, scaling, stages
 from .readers import DEFAULT_MAILCHIMP_BASE_URL, DEFAULT_NOTIFY_BASE_URL
 from .stages import DEFAULT_SAFE_ADDRESS, PRODUCTION, AllowedRecipients
 
@@ -69,6 +70,11 @@ KEYS = (
     "DM_NOTIFY_STAGE_GUARD",
     "DM_NOTIFY_SAFE_ADDRESS",
     "DM_NOTIFY_SANITISE",
+    "DM_MAIL_REDIS_URL",
+    "DM_MAIL_REDIS_REQUIRED",
+    "DM_NOTIFY_RATE_LIMIT",
+    "DM_NOTIFY_BULK_SHARE",
+    "DM_NOTIFY_KEY_TYPE",
 )
 
 
@@ -108,7 +114,8 @@ class Settings:
     mailchimp_retry_backoff: float
     mailchimp_webhook_token: str | None = field(repr=False)
     callback_token: str | None = field(repr=False)
-    #: Requests per minute bulk sends may use (below the key's 3,000 to leave headroom).
+    #: Requests per minute bulk sends may use (below the key's 3,000 to leave headroom, or
+    #: all of it with the shared budget, whose reserve leaves the headroom).
     bulk_rate: float = 2700.0
     #: The stage (DM_ENVIRONMENT), lower-cased; "production" turns the stage guards off.
     stage: str = PRODUCTION
@@ -123,6 +130,17 @@ class Settings:
     notify_key_source: str | None = None
     #: Reply-to name -> reply-to address id (DM_NOTIFY_REPLY_TO_IDS).
     reply_to_ids: Mapping[str, str] = field(default_factory=dict)
+    #: DM_MAIL_REDIS_URL: the Redis of the shared Notify budget (None: none). May hold a
+    #: password: never logged.
+    redis_url: str | None = field(default=None, repr=False)
+    #: DM_MAIL_REDIS_REQUIRED: no send without the shared budget (on in production).
+    redis_required: bool = False
+    #: DM_NOTIFY_RATE_LIMIT: the service's per-minute limit (Notify's 3000 unless it set another).
+    rate_limit: float = 3000.0
+    #: DM_NOTIFY_BULK_SHARE: the share of the shared bucket bulk work may empty.
+    bulk_share: float = scaling.DEFAULT_BULK_SHARE
+    #: DM_NOTIFY_KEY_TYPE: the Notify key's type (live, team, test), which names its bucket.
+    notify_key_type: str = "live"
 
     @property
     def production(self) -> bool:
@@ -205,6 +223,8 @@ class Settings:
             not isinstance(mc_base, str) or not mc_base.startswith(("http://", "https://"))
         ):
             raise ConfigurationError("DM_MAILCHIMP_BASE_URL", "must be an http(s) URL ending /3.0.")
+        redis_url = scaling.redis_url(config)
+        rate_limit = scaling.rate_limit(config)
         token = config.get("DM_NOTIFY_CALLBACK_TOKEN") or None
         if token is not None and (not isinstance(token, str) or len(token) < 16):
             raise ConfigurationError(
@@ -233,7 +253,12 @@ class Settings:
             ),
             mailchimp_webhook_token=readers.mailchimp_webhook_token(config),
             callback_token=token,
-            bulk_rate=readers.read_number(config, "DM_NOTIFY_BULK_RATE", 2700.0, minimum=1),
+            bulk_rate=readers.read_number(
+                config,
+                "DM_NOTIFY_BULK_RATE",
+                scaling.default_bulk_rate(rate_limit, shared=redis_url is not None),
+                minimum=1,
+            ),
             stage=stage,
             allowed_recipients=stages.allowed_recipients(config, redirects),
             stage_guard=stages.stage_guard(config),
@@ -241,4 +266,9 @@ class Settings:
             sanitise=readers.sanitise(config, templates),
             notify_key_source=key_source,
             reply_to_ids=readers.reply_to_ids(config),
+            redis_url=redis_url,
+            redis_required=scaling.redis_required(config, production=stage == PRODUCTION),
+            rate_limit=rate_limit,
+            bulk_share=scaling.bulk_share(config),
+            notify_key_type=scaling.key_type(config),
         )

@@ -57,6 +57,8 @@ class Limits:
             self.burst: int | None = burst
             self.daily_limit: int = daily_limit
             self._buckets: dict[str, TokenBucket] = {}
+            #: Requests refused with 429 RateLimitError since the last reset, by key type.
+            self.rate_limited: dict[str, int] = {}
             self._daily: dict[str, int] = {}
             self._daily_date = utcnow().date()
 
@@ -97,7 +99,10 @@ class Limits:
             bucket = self._buckets.get(key_type)
             if bucket is None:
                 bucket = self._buckets[key_type] = TokenBucket(self.rate_limit, size=self.burst)
-            return bucket.try_take()
+            if bucket.try_take():
+                return True
+            self.rate_limited[key_type] = self.rate_limited.get(key_type, 0) + 1
+            return False
 
     def daily_limit_reached(self, key_type: str, notification_type: str) -> bool:
         """True when one more send of this type would pass today's limit (test keys never)."""
