@@ -448,6 +448,8 @@ class EmbeddedSandbox:
     def __init__(self, app: Flask, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        # As at init_app: Flask's CLI may set app.debug again after the app is made.
+        self._level = logging.WARNING if app.debug else logging.INFO
         #: Where the sandbox lives (None: in memory).
         self.folder: Path | None = (
             Path(app.instance_path) / FOLDER_NAME if settings.sandbox_persist else None
@@ -491,7 +493,7 @@ class EmbeddedSandbox:
 
     def _announce(self, shared: _Shared) -> None:
         sandbox = shared.current()
-        level = logging.WARNING if self.app.debug else logging.INFO
+        level = self._level
         if isinstance(sandbox, RemoteSandbox):
             logger.log(
                 level,
