@@ -61,6 +61,8 @@ class Mailer:
         self._pipeline: SendPipeline | None = None
         self._embedded: EmbeddedSandbox | None = None
         self._connect_lock = threading.Lock()
+        self._connected_to: object = None  # the sandbox the pipeline and Mailchimp use
+        self._mailchimp_for: object = None
         if settings.sandbox:
             from .embedded import EmbeddedSandbox, check_audiences
 
@@ -111,16 +113,17 @@ class Mailer:
             return self._pipeline
         sandbox = self._embedded.get()
         pipeline = self._pipeline
-        if pipeline is None or pipeline.gateway.base_url != sandbox.url:
+        if pipeline is None or self._connected_to is not sandbox:
             with self._connect_lock:
                 pipeline = self._pipeline
-                if pipeline is None or pipeline.gateway.base_url != sandbox.url:
+                if pipeline is None or self._connected_to is not sandbox:
                     gateway = NotifyGateway(sandbox.keys.test, sandbox.url, self.settings.timeout)
                     if pipeline is None:
                         pipeline = SendPipeline(self.settings, self.hasher, gateway, self.announce)
                         self._pipeline = pipeline
-                    else:  # another process of the app runs the sandbox now, elsewhere
+                    else:  # the sandbox was started again, or another process runs it now
                         pipeline.gateway = gateway
+                    self._connected_to = sandbox
         return pipeline
 
     @property
@@ -293,15 +296,12 @@ class Mailer:
         Raises ConfigurationError when DM_MAILCHIMP_API_KEY is not set outside sandbox mode.
         """
         audiences = self._mailchimp
-        stale = (
-            audiences is not None
-            and self._embedded is not None
-            and audiences.base_url != f"{self._embedded.get().url}/3.0"
-        )
-        if audiences is None or stale:
+        sandbox = self.sandbox
+        if audiences is None or self._mailchimp_for is not sandbox:
             from .mailchimp import Audiences
 
             audiences = self._mailchimp = Audiences.from_mailer(self)
+            self._mailchimp_for = sandbox
         return audiences
 
     def sandbox_state(self) -> SandboxState:

@@ -2,7 +2,7 @@
 
 :func:`snapshot` gives a JSON-ready mapping of what a developer would miss after a restart: the
 Notify service's id (its keys derive from it), every stored notification, and the Mailchimp
-account's audiences (members, tags, webhooks), campaigns and sent campaigns. :func:`restore`
+account's key, audiences (members, tags, webhooks), campaigns and sent campaigns. :func:`restore`
 puts such a mapping back into a new :class:`~flask_dmmail.sandbox.SandboxState`.
 
 Left out on purpose: templates and reply-to addresses (they come from the seed at every start,
@@ -42,6 +42,7 @@ def snapshot(state: SandboxState) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "service_id": state.notify.service_id,
+        "mailchimp_key": state.mailchimp.api_key,
         "notifications": notifications,
         "mailchimp": _mailchimp_snapshot(state.mailchimp),
     }
@@ -71,6 +72,10 @@ def restore(state: SandboxState, data: Mapping[str, Any], *, schedule: bool = Tr
             [n for n in kept if n.created_at >= oldest], schedule=schedule
         )
         _mailchimp_restore(state.mailchimp, data.get("mailchimp") or {})
+        key = data.get("mailchimp_key")
+        if isinstance(key, str) and key:
+            state.mailchimp.add_api_key(key)
+            state.mailchimp.api_key = key
     except (TypeError, KeyError, AttributeError) as error:
         raise ValueError(f"the snapshot does not hold what it should ({error})") from None
 
