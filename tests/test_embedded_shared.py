@@ -43,6 +43,7 @@ app.config.update(
     DM_NOTIFY_TEMPLATES={templates!r},
     DM_NOTIFY_SANDBOX_TEMPLATES={seed!r},
     DM_MAILCHIMP_AUDIENCES={{"news": "a1b2c3d4e5"}},
+    {extra}
 )
 DMMail(app)
 """
@@ -67,9 +68,9 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOU
 class Project:
     """An app in a folder of its own, and the commands a developer runs there."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra: str = "") -> None:
         self.root = root
-        (root / "app.py").write_text(APP.format(templates=TEMPLATES, seed=SEED))
+        (root / "app.py").write_text(APP.format(templates=TEMPLATES, seed=SEED, extra=extra))
         self.instance = root / "instance"
         self.folder = self.instance / "dmmail_sandbox"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DM_", "FLASK_"))}
@@ -253,6 +254,18 @@ def test_an_unreadable_state_file_is_set_aside(project: Project) -> None:
     sent_id = project.send()
     assert project.outbox_ids() == [sent_id]
     assert (project.folder / "state.json.unreadable").read_text() == "{not json"
+
+
+def test_a_debug_app_on_real_notify_warns_once_under_the_reloader(tmp_path: Path) -> None:
+    key = "my_test_key-26785a09-ab16-4eb0-8407-a37497a57506-3d844edf-8d35-48ac-975b-e847b4f122b0"
+    register_secret(key[-36:])
+    project = Project(tmp_path, extra=f"DM_NOTIFY_KEY={key!r},")
+    with project.dev_server() as server:
+        pass  # the reloader's watcher and the process it started have both made the app
+    warnings = [line for line in server.lines if "sends through real GOV.UK Notify" in line]
+    assert len(warnings) == 1, warnings
+    assert "https://api.notifications.service.gov.uk" in warnings[0]
+    assert "'my_test_key'" in warnings[0]
 
 
 # -- this process and another process of the same app --------------------------------------
