@@ -33,10 +33,10 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -49,11 +49,15 @@ from .sandbox.folder import LOCKING, SandboxFolder, Saver, ServerInfo
 from .sandbox.seeding import load_seed
 from .sandbox.snapshot import restore, service_id
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
 __all__ = [
     "FIND_TIMEOUT",
     "FOLDER_NAME",
     "EmbeddedSandbox",
     "EmbeddedSeed",
+    "OutboxOnFirstRequest",
     "RemoteSandbox",
     "embedded_seed",
 ]
@@ -429,6 +433,43 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- the outbox pages -----------------------------------------------------------------------
+
+
+class OutboxOnFirstRequest:
+    """The app's WSGI callable, which registers the outbox pages (the blueprint
+    ``dmmail_outbox`` at ``/_dmmail/``) just before the app's first request.
+
+    Flask compiles a URL rule when it is registered, and the outbox has five: registered in
+    ``init_app`` they would triple the cost of creating an app, which a test suite's
+    function-scoped ``app`` fixture pays in every test. Registered here, only an app that
+    serves a request pays, once; the pages are the same blueprint, behind the app's own
+    ``before_request`` hooks as before.
+
+    :param app: the app (its ``wsgi_app`` is what this object calls).
+    :param state: gives the sandbox's state at each request.
+    """
+
+    def __init__(self, app: Flask, state: Callable[[], SandboxState]) -> None:
+        self.app = app
+        self.wsgi_app = app.wsgi_app
+        self._state = state
+        self._registered = False
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not self._registered:
+            with self._lock:
+                if not self._registered:
+                    from .sandbox.outbox import outbox_blueprint
+
+                    self.app.register_blueprint(
+                        outbox_blueprint(self._state), url_prefix="/_dmmail"
+                    )
+                    self._registered = True
+        return self.wsgi_app(environ, start_response)
 
 
 # -- one app's handle ------------------------------------------------------------------------

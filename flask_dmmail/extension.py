@@ -358,9 +358,11 @@ class DMMail:
         mailer = Mailer(app, settings)
         app.extensions[EXTENSION_KEY] = mailer
         if settings.sandbox:
-            from .sandbox.outbox import outbox_blueprint
+            from .embedded import OutboxOnFirstRequest
 
-            app.register_blueprint(outbox_blueprint(mailer.sandbox_state), url_prefix="/_dmmail")
+            # The outbox pages at /_dmmail/ are registered just before the app's first request:
+            # compiling their URL rules would triple the cost of creating an app.
+            app.wsgi_app = OutboxOnFirstRequest(app, mailer.sandbox_state)  # type: ignore[method-assign]
         if settings.callback_token is not None:
             from .webhooks import notify_callbacks_blueprint
 
