@@ -29,13 +29,13 @@ import hashlib
 import json
 import logging
 import os
+import pathlib
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -385,7 +385,9 @@ def _release(key: Hashable, pid: int) -> None:
     _drain_soon()
 
 
-def _acquire(folder_path: Path | None, seed: EmbeddedSeed, audiences: Mapping[str, str]) -> _Shared:
+def _acquire(
+    folder_path: pathlib.Path | None, seed: EmbeddedSeed, audiences: Mapping[str, str]
+) -> _Shared:
     """The shared sandbox for an app (found or started), with one more user."""
     try:
         with _registry_lock:
@@ -492,8 +494,8 @@ class EmbeddedSandbox:
         # As at init_app: Flask's CLI may set app.debug again after the app is made.
         self._level = logging.WARNING if app.debug else logging.INFO
         #: Where the sandbox lives (None: in memory).
-        self.folder: Path | None = (
-            Path(app.instance_path) / FOLDER_NAME if settings.sandbox_persist else None
+        self.folder: pathlib.Path | None = (
+            pathlib.Path(app.instance_path) / FOLDER_NAME if settings.sandbox_persist else None
         )
         self._shared: _Shared | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None

@@ -31,10 +31,10 @@ import contextlib
 import json
 import logging
 import os
+import pathlib
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .models import SandboxKeys
@@ -96,7 +96,7 @@ class SandboxFolder:
     :param path: the folder, such as ``<instance folder>/dmmail_sandbox``.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: pathlib.Path) -> None:
         self.path = path
         self.lock_path = path / "lock"
         self.server_path = path / "server.json"
@@ -126,6 +126,9 @@ class SandboxFolder:
         except OSError:
             return False
         self.owned = True
+        for stale in self.path.glob(".*.tmp"):  # a write cut short by a kill
+            with contextlib.suppress(OSError):
+                stale.unlink()
         return True
 
     def close(self) -> None:
@@ -211,7 +214,7 @@ class SandboxFolder:
         """Write ``data`` as the state file, atomically."""
         self._write(self.state_path, data)
 
-    def _write(self, path: Path, data: dict[str, Any]) -> None:
+    def _write(self, path: pathlib.Path, data: dict[str, Any]) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
