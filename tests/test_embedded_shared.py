@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -270,7 +271,7 @@ def test_a_debug_app_on_real_notify_warns_once_under_the_reloader(tmp_path: Path
 # -- this process and another process of the same app --------------------------------------
 
 
-def in_process_app(project: Project, monkeypatch: pytest.MonkeyPatch) -> Mailer:
+def in_process_app(project: Project, monkeypatch: pytest.MonkeyPatch, **config: Any) -> Mailer:
     """The project's app made in this process, as a dev server would make it."""
     for name in ("DM_NOTIFY_KEY", "DM_NOTIFY_API_KEY"):
         monkeypatch.delenv(name, raising=False)
@@ -283,6 +284,7 @@ def in_process_app(project: Project, monkeypatch: pytest.MonkeyPatch) -> Mailer:
         DM_MAIL_SANDBOX_PERSIST=True,
         DM_MAILCHIMP_AUDIENCES={"news": "a1b2c3d4e5"},
     )
+    app.config.update(config)
     mailer = DMMail().init_app(app)
     return mailer
 
@@ -325,6 +327,27 @@ def test_this_process_uses_the_dev_servers_sandbox_and_takes_over_when_it_ends(
     assert isinstance(sandbox, Sandbox)
     assert {n.id for n in sandbox.state.outbox()} == {first.id, second.id}
     assert [a.id for a in local_mailer.mailchimp.all_audiences()] == ["a1b2c3d4e5"]
+
+
+def test_an_app_made_after_the_dev_server_ended_takes_over(
+    project: Project, local_mailer: Mailer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with project.dev_server() as server:
+        server.outbox_page()
+        first = local_mailer.send(TO, "welcome", {"name": NAME, "framework": "DOS"})
+        assert first is not None and isinstance(local_mailer.sandbox, RemoteSandbox)
+    # Before local_mailer uses it again, and with an audience more to give the sandbox.
+    audiences = {"news": "a1b2c3d4e5", "events": "f6e5d4c3b2"}
+    another = in_process_app(project, monkeypatch, DM_MAILCHIMP_AUDIENCES=audiences)
+    try:
+        second = another.send(TO, "reset_password", {"url": "https://www.example.gov.uk/r"})
+        assert second is not None
+        sandbox = another.sandbox
+        assert isinstance(sandbox, Sandbox) and local_mailer.sandbox is sandbox
+        assert {n.id for n in sandbox.state.outbox()} == {first.id, second.id}
+        assert {a["id"] for a in sandbox.state.mailchimp.lists()} == set(audiences.values())
+    finally:
+        another.close()
 
 
 def test_a_mailchimp_change_survives_a_restart(

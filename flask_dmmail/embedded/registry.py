@@ -61,6 +61,7 @@ class Shared:
             self.seeds.setdefault(seed.key, seed)
             new_lists = {k: v for k, v in audiences.items() if k not in self.audiences}
             self.audiences.update(new_lists)
+            self._take_over_if_free()
             if self.sandbox is None:
                 if self.folder is None:
                     self._run_here(None)
@@ -76,13 +77,19 @@ class Shared:
     def current(self) -> Sandbox | RemoteSandbox:
         """The sandbox; when the process that ran it has ended, this process takes over."""
         sandbox = self.sandbox
-        if isinstance(sandbox, RemoteSandbox) and self.folder is not None:
+        if isinstance(sandbox, RemoteSandbox):
             with self.lock:
-                if isinstance(self.sandbox, RemoteSandbox) and self.folder.try_own():
-                    self._run_here(self.folder.load_state())
+                self._take_over_if_free()
             sandbox = self.sandbox
         assert sandbox is not None
         return sandbox
+
+    def _take_over_if_free(self) -> None:
+        """Run the sandbox here when the process that ran it has ended (the lock is free);
+        ``self.lock`` is held."""
+        folder = self.folder
+        if isinstance(self.sandbox, RemoteSandbox) and folder is not None and folder.try_own():
+            self._run_here(folder.load_state())
 
     def _find_or_run(self) -> None:
         folder = self.folder
