@@ -11,6 +11,7 @@ from os import PathLike
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from flask import Flask, current_app
+from werkzeug.serving import is_running_from_reloader
 
 from .announce import Announcer
 from .attachments import Attachment
@@ -30,8 +31,9 @@ from .validation import check_personalisation, check_template_name, check_uuid
 if TYPE_CHECKING:
     from .budget import SharedBudget
     from .bulk import BulkProgress, BulkReport, RecipientSource
+    from .embedded import EmbeddedSandbox, RemoteSandbox
     from .mailchimp import Audiences
-    from .sandbox import Sandbox
+    from .sandbox import Sandbox, SandboxState
 
 __all__ = ["DMMail", "ExtensionError", "Mailer"]
 
@@ -53,82 +55,107 @@ class Mailer:
         self.app = app
         self.settings = settings
         self.hasher = AddressHasher(settings.hash_key)
-        self.sandbox: Sandbox | None = None
-        api_key = settings.notify_key
-        base_url = settings.notify_base_url
-        if settings.sandbox:
-            from .sandbox import Sandbox
-            from .templates_file import embedded_seed, log_stand_ins
-
-            # Only the app's templates (any other id is "Template not found", as on Notify)
-            # and the app's named reply-to ids.
-            embedded = embedded_seed(app, settings)
-            self.sandbox = Sandbox.start(seed=embedded.seed, auto_templates=False)
-            api_key = self.sandbox.keys.test
-            base_url = self.sandbox.url
-            if app.debug or app.testing:
-                logger.log(
-                    logging.INFO if app.testing else logging.WARNING,
-                    "flask-dmmail sandbox mode: emails go to a local Notify sandbox at %s; read "
-                    "them at /_dmmail/ in this app",
-                    base_url,
-                )
-            else:
-                logger.error(
-                    "flask-dmmail sandbox mode on the stage %r (DM_MAIL_SANDBOX = True in the "
-                    "app's config, outside debug and testing): NO EMAIL IS SENT. Every email "
-                    "goes to a local sandbox at %s and is dropped; its outbox at /_dmmail/ "
-                    "answers only clients on this machine.",
-                    settings.stage,
-                    base_url,
-                )
-            log_stand_ins(app, embedded)
-        elif app.debug:
-            logger.warning(
-                "flask-dmmail: this debug app sends through real GOV.UK Notify at %s with the "
-                "key named %r (from the app's %s). Use a Notify test key on your machine.",
-                base_url,
-                settings.notify_key_name,
-                settings.notify_key_source,
-            )
-        assert api_key is not None  # Settings refuses no key outside sandbox mode
+        #: Logs and signals the outcome of every send
+        #: (:class:`~flask_dmmail.announce.Announcer`).
+        self.announce = Announcer(app)
+        self._mailchimp: Audiences | None = None
+        self._pipeline: SendPipeline | None = None
+        self._embedded: EmbeddedSandbox | None = None
+        self._connect_lock = threading.Lock()
+        self._connected_to: object = None  # the sandbox the pipeline and Mailchimp use
+        self._mailchimp_for: object = None
         #: The Notify budget shared by every process through Redis
         #: (:class:`~flask_dmmail.budget.SharedBudget`), or None without DM_MAIL_REDIS_URL.
         self.budget: SharedBudget | None = None
-        try:
-            if settings.redis_url is not None:
-                from .budget import SharedBudget, service_id_of
+        if settings.sandbox:
+            from .embedded import EmbeddedSandbox, check_audiences
 
-                self.budget = SharedBudget.from_url(
-                    settings.redis_url,
-                    service_id=service_id_of(api_key),
-                    key_type=settings.notify_key_type,
-                    rate_per_minute=settings.rate_limit,
-                    bulk_share=settings.bulk_share,
-                    required=settings.redis_required,
+            check_audiences(settings)
+            # Nothing starts here: the sandbox starts (or is found) on first use.
+            self._embedded = EmbeddedSandbox(app, settings)
+            if not (app.debug or app.testing):
+                logger.error(
+                    "flask-dmmail sandbox mode on the stage %r (DM_MAIL_SANDBOX = True in the "
+                    "app's config, outside debug and testing): NO EMAIL IS SENT. Every email "
+                    "goes to a local sandbox and is dropped; its outbox at /_dmmail/ answers "
+                    "only clients on this machine.",
+                    settings.stage,
                 )
-            self.notify = NotifyGateway(api_key, base_url, settings.timeout)
-            #: Logs and signals the outcome of every send
-            #: (:class:`~flask_dmmail.announce.Announcer`).
-            self.announce = Announcer(app)
-            #: The send path from the checks to the outcome
-            #: (:class:`~flask_dmmail.pipeline.SendPipeline`): bulk sends use it too.
-            self.pipeline = SendPipeline(
-                settings, self.hasher, self.notify, self.announce, self.budget
+            return
+        if app.debug and not is_running_from_reloader():
+            # Once: the reloader's watcher process has said it before starting this one.
+            logger.warning(
+                "flask-dmmail: this debug app sends through real GOV.UK Notify at %s with the "
+                "key named %r (from the app's %s). Use a Notify test key on your machine.",
+                settings.notify_base_url,
+                settings.notify_key_name,
+                settings.notify_key_source,
             )
-            self._mailchimp: Audiences | None = None
-            if self.sandbox is not None:
-                from .mailchimp import Audiences
-
-                # The sandbox's Mailchimp side, with every configured audience already there.
-                self._mailchimp = Audiences.from_mailer(self)
-        except BaseException:
-            self.close()  # no Mailer to stop it later: do not leave its sandbox serving
-            raise
+        assert settings.notify_key is not None  # Settings refuses no key outside sandbox mode
+        gateway = NotifyGateway(settings.notify_key, settings.notify_base_url, settings.timeout)
+        self._pipeline = SendPipeline(
+            settings, self.hasher, gateway, self.announce, self._shared_budget(settings.notify_key)
+        )
 
     def __repr__(self) -> str:
-        mode = "sandbox" if self.sandbox is not None else "notify"
+        mode = "sandbox" if self._embedded is not None else "notify"
         return f"<Mailer app={self.app.name!r} mode={mode}>"
+
+    @property
+    def sandbox(self) -> Sandbox | RemoteSandbox | None:
+        """The app's sandbox in sandbox mode (None otherwise), started or found on first use:
+        a :class:`~flask_dmmail.sandbox.Sandbox` running in this process, or a
+        :class:`~flask_dmmail.embedded.RemoteSandbox` that another process of the app runs
+        (see :mod:`flask_dmmail.embedded`)."""
+        return self._embedded.get() if self._embedded is not None else None
+
+    @property
+    def pipeline(self) -> SendPipeline:
+        """The send path from the checks to the outcome
+        (:class:`~flask_dmmail.pipeline.SendPipeline`): bulk sends use it too. In sandbox
+        mode, getting it starts (or finds) the sandbox."""
+        if self._embedded is None:
+            assert self._pipeline is not None
+            return self._pipeline
+        sandbox = self._embedded.get()
+        pipeline = self._pipeline
+        if pipeline is None or self._connected_to is not sandbox:
+            with self._connect_lock:
+                pipeline = self._pipeline
+                if pipeline is None or self._connected_to is not sandbox:
+                    gateway = NotifyGateway(sandbox.keys.test, sandbox.url, self.settings.timeout)
+                    if pipeline is None:
+                        budget = self._shared_budget(sandbox.keys.test)
+                        pipeline = SendPipeline(
+                            self.settings, self.hasher, gateway, self.announce, budget
+                        )
+                        self._pipeline = pipeline
+                    else:  # the sandbox was started again, or another process runs it now
+                        pipeline.gateway = gateway
+                    self._connected_to = sandbox
+        return pipeline
+
+    def _shared_budget(self, api_key: str) -> SharedBudget | None:
+        """The shared Notify budget of the key's service (DM_MAIL_REDIS_URL), made once."""
+        if self.settings.redis_url is None:
+            return None
+        if self.budget is None:
+            from .budget import SharedBudget, service_id_of
+
+            self.budget = SharedBudget.from_url(
+                self.settings.redis_url,
+                service_id=service_id_of(api_key),
+                key_type=self.settings.notify_key_type,
+                rate_per_minute=self.settings.rate_limit,
+                bulk_share=self.settings.bulk_share,
+                required=self.settings.redis_required,
+            )
+        return self.budget
+
+    @property
+    def notify(self) -> NotifyGateway:
+        """The Notify gateway (:class:`~flask_dmmail.notify.NotifyGateway`) sends go through."""
+        return self.pipeline.gateway
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -295,18 +322,31 @@ class Mailer:
 
         Raises ConfigurationError when DM_MAILCHIMP_API_KEY is not set outside sandbox mode.
         """
-        if self._mailchimp is None:
+        audiences = self._mailchimp
+        sandbox = self.sandbox
+        if audiences is None or self._mailchimp_for is not sandbox:
             from .mailchimp import Audiences
 
-            self._mailchimp = Audiences.from_mailer(self)
-        return self._mailchimp
+            audiences = self._mailchimp = Audiences.from_mailer(self)
+            self._mailchimp_for = sandbox
+        return audiences
+
+    def sandbox_state(self) -> SandboxState:
+        """The state of the app's sandbox (started or found now), for the outbox page; raises
+        ExtensionError outside sandbox mode."""
+        sandbox = self.sandbox
+        if sandbox is None:
+            raise ExtensionError("This app is not in sandbox mode: it has no sandbox.")
+        return sandbox.state
 
     def close(self) -> None:
-        """Stop the embedded sandbox, if any, and close the connections to Redis."""
+        """Let go of the embedded sandbox, if any (it stops when no other app of this process
+        uses it, as it does when the app is garbage-collected, or at exit), and close the
+        connections to Redis."""
         if self.budget is not None:
             self.budget.close()
-        if self.sandbox is not None:
-            self.sandbox.stop()
+        if self._embedded is not None:
+            self._embedded.release()
 
 
 def _on_current_app(
@@ -349,10 +389,12 @@ class DMMail:
         settings = Settings.from_config(app.config, debug=app.debug, testing=app.testing)
         mailer = Mailer(app, settings)
         app.extensions[EXTENSION_KEY] = mailer
-        if mailer.sandbox is not None:
-            from .sandbox.outbox import outbox_blueprint
+        if settings.sandbox:
+            from .embedded import OutboxOnFirstRequest
 
-            app.register_blueprint(outbox_blueprint(mailer.sandbox.state), url_prefix="/_dmmail")
+            # The outbox pages at /_dmmail/ are registered just before the app's first request:
+            # compiling their URL rules would triple the cost of creating an app.
+            app.wsgi_app = OutboxOnFirstRequest(app, mailer.sandbox_state)  # type: ignore[method-assign]
         if settings.callback_token is not None:
             from .webhooks import notify_callbacks_blueprint
 

@@ -15,6 +15,7 @@ session's.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,6 +34,10 @@ pytest_plugins = (
     "tests.redis_support",
     "pytester",
 )
+
+# The suite's apps outside testing mode keep their embedded sandbox in memory, not in the
+# instance folder of the working directory (tests of that turn it on in the app's config).
+os.environ["DM_MAIL_SANDBOX_PERSIST"] = "false"
 
 WELCOME_ID = "6f1a3c1e-8a0b-4c3e-9d0f-5b6a7c8d9e01"
 RESET_ID = "0c2b8e7a-1f3d-4e5a-8b6c-7d9e0f1a2b3c"

@@ -23,6 +23,7 @@ def _no_keys_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every key the tests leave unset takes its default, whatever the environment holds."""
     for name in KEYS:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DM_MAIL_SANDBOX_PERSIST", "false")  # no sandbox in ./instance
 
 
 def make(config: dict[str, Any], *, debug: bool = False, testing: bool = False) -> Flask:
@@ -272,6 +273,7 @@ class StagingConfig:
     DM_NOTIFY_RETRIES = "4"
     DM_NOTIFY_RETRY_BACKOFF = 0.25
     DM_MAIL_SANDBOX = "off"
+    DM_MAIL_SANDBOX_PERSIST = "no"
     DM_NOTIFY_SANDBOX_TEMPLATES: ClassVar[dict[str, Any]] = {"templates": []}
     DM_MAIL_HASH_KEY = "staging-hash-key"
     DM_MAILCHIMP_API_KEY = "0123456789abcdef-us5"
@@ -312,6 +314,7 @@ def test_a_config_class_sets_every_key() -> None:
     assert dict(settings.redirects) == {"example.com": "safe@digital.gov.uk"}
     assert (settings.timeout, settings.retries, settings.retry_backoff) == (7.5, 4, 0.25)
     assert settings.sandbox is False
+    assert settings.sandbox_persist is False
     assert settings.sandbox_seed == {"templates": []}
     assert dict(settings.reply_to_ids) == {"enquiries": TEMPLATE}
     assert settings.hash_key == b"staging-hash-key"

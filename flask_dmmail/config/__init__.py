@@ -53,6 +53,7 @@ KEYS = (
     "DM_NOTIFY_RETRIES",
     "DM_NOTIFY_RETRY_BACKOFF",
     "DM_MAIL_SANDBOX",
+    "DM_MAIL_SANDBOX_PERSIST",
     "DM_NOTIFY_SANDBOX_TEMPLATES",
     "DM_MAIL_HASH_KEY",
     "DM_MAILCHIMP_API_KEY",
@@ -78,18 +79,34 @@ KEYS = (
 )
 
 
+#: The API keys: in testing mode only the app's config may set them (see :func:`_with_environment`).
+SECRET_KEYS = frozenset({"DM_NOTIFY_KEY", "DM_NOTIFY_API_KEY", "DM_MAILCHIMP_API_KEY"})
+
+
 def _with_environment(
-    config: Mapping[str, Any], environ: Mapping[str, str]
+    config: Mapping[str, Any], environ: Mapping[str, str], *, testing: bool = False
 ) -> tuple[dict[str, Any], frozenset[str]]:
     """The keys set in the app's config, with the unset ones read from ``environ``; and the
-    names of the keys that came from the environment."""
+    names of the keys that came from the environment.
+
+    In testing mode the API keys (:data:`SECRET_KEYS`) are never read from ``environ``: a
+    developer's key in the shell or a ``.env`` file must not send a test run through real
+    Notify or Mailchimp. Only the app's config can."""
     merged = {key: config[key] for key in ("SECRET_KEY", *KEYS) if key in config}
     from_environment = set()
     for key in KEYS:
+        if testing and key in SECRET_KEYS:
+            continue
         if merged.get(key) is None and environ.get(key):
             merged[key] = environ[key]
             from_environment.add(key)
     return merged, frozenset(from_environment)
+
+
+def _sandbox_persist(config: Mapping[str, Any], *, testing: bool) -> bool:
+    """DM_MAIL_SANDBOX_PERSIST, by default on except in testing mode."""
+    value = readers.read_bool(config, "DM_MAIL_SANDBOX_PERSIST", None)
+    return not testing if value is None else value
 
 
 @dataclass(frozen=True)
@@ -141,6 +158,10 @@ class Settings:
     bulk_share: float = scaling.DEFAULT_BULK_SHARE
     #: DM_NOTIFY_KEY_TYPE: the Notify key's type (live, team, test), which names its bucket.
     notify_key_type: str = "live"
+    #: Whether the embedded sandbox lives in the app's instance folder, shared by every
+    #: process of the app and kept across restarts (DM_MAIL_SANDBOX_PERSIST; default: on
+    #: except in testing mode).
+    sandbox_persist: bool = False
 
     @property
     def production(self) -> bool:
@@ -177,10 +198,11 @@ class Settings:
 
         A key set in the app's config wins; a ``DM_*`` key the config leaves unset (or None)
         is read from the environment (``environ``, default ``os.environ``), which is where
-        Flask's dotenv support puts the values of a ``.env`` file.
+        Flask's dotenv support puts the values of a ``.env`` file. In testing mode the API
+        keys are read from the app's config only.
         """
         config, from_environment = _with_environment(
-            app_config, os.environ if environ is None else environ
+            app_config, os.environ if environ is None else environ, testing=testing
         )
         relaxed = debug or testing
         stage = stages.stage(config, debug=debug, testing=testing)
@@ -271,4 +293,5 @@ class Settings:
             rate_limit=rate_limit,
             bulk_share=scaling.bulk_share(config),
             notify_key_type=scaling.key_type(config),
+            sandbox_persist=_sandbox_persist(config, testing=testing),
         )

@@ -67,19 +67,11 @@ class Audiences(SubscribingMixin, MembersMixin, CampaignsMixin):
             hasher and sandbox it uses.
         """
         settings = mailer.settings
-        if mailer.sandbox is not None:
-            state = mailer.sandbox.state.mailchimp
-            for name, list_id in settings.audiences.items():
-                try:
-                    state.ensure_list(list_id, name)
-                except ValueError:
-                    raise ConfigurationError(
-                        "DM_MAILCHIMP_AUDIENCES",
-                        f"the sandbox cannot create the audience {name!r} under its list id "
-                        "(an id must not contain 'server').",
-                    ) from None
-            api_key = state.api_key
-            base_url = f"{mailer.sandbox.url}/3.0"
+        sandbox = mailer.sandbox
+        if sandbox is not None:
+            # The sandbox has every audience of DM_MAILCHIMP_AUDIENCES already.
+            api_key = sandbox.mailchimp_key
+            base_url = f"{sandbox.url}/3.0"
         else:
             if settings.mailchimp_api_key is None:
                 raise ConfigurationError(
@@ -87,8 +79,12 @@ class Audiences(SubscribingMixin, MembersMixin, CampaignsMixin):
                     "is not set, so Mailchimp cannot be used. Create a key in Mailchimp "
                     "(Profile > Extras > API keys) and set DM_MAILCHIMP_API_KEY from the "
                     "environment (for example in a .env file, never committed); the key's "
-                    "'-us5'-style ending picks the data centre. Or turn the local sandbox on "
-                    "with DM_MAIL_SANDBOX = True.",
+                    "'-us5'-style ending picks the data centre."
+                    + (
+                        ""
+                        if settings.production
+                        else " Or turn the local sandbox on with DM_MAIL_SANDBOX = True."
+                    ),
                 )
             api_key = settings.mailchimp_api_key
             dc = api_key.rsplit("-", 1)[-1]

@@ -13,7 +13,7 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from .models import (
     FAILED_STATUSES,
@@ -140,6 +140,21 @@ class Notifications:
             start = time.monotonic()
             self._schedule(start + delivery_delay / 2, notification.id, "sending")
             self._schedule(start + delivery_delay, notification.id, final)
+
+    def restore(self, notifications: Iterable[Notification], *, schedule: bool = True) -> None:
+        """Keep notifications saved by an earlier run (oldest first), as they were. With
+        ``schedule``, one not yet in a final status moves on to it now; without, nothing
+        changes by itself (a read-only copy starts no thread)."""
+        with self.lock:
+            for n in notifications:
+                if n.id in self._notifications:
+                    continue
+                self._notifications[n.id] = n
+                self._by_key_type.setdefault(n.key_type, []).append(n)
+                self._order.append(n)
+                if schedule and n.status not in TERMINAL_STATUSES:
+                    final = SIMULATED_FINAL_STATUS.get(n.email_address.strip().lower(), "delivered")
+                    self._schedule(time.monotonic(), n.id, final)
 
     def _schedule(self, due: float, notification_id: str, status: str) -> None:
         self._seq += 1

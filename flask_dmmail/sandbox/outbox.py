@@ -12,6 +12,7 @@ See :mod:`flask_dmmail.sandbox.guard`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -142,9 +143,14 @@ def _example_template_id(state: SandboxState) -> str | None:
     return None
 
 
-def outbox_blueprint(state: SandboxState) -> Blueprint:
-    """A blueprint named ``dmmail_outbox`` that shows ``state``'s outbox as HTML pages."""
+def outbox_blueprint(state: SandboxState | Callable[[], SandboxState]) -> Blueprint:
+    """A blueprint named ``dmmail_outbox`` that shows ``state``'s outbox as HTML pages.
+
+    :param state: the sandbox's state, or a function that gives it at each request (an app's
+        embedded sandbox starts on first use, perhaps in another process).
+    """
     bp = Blueprint("dmmail_outbox", __name__, template_folder=str(_TEMPLATES))
+    current: Callable[[], SandboxState] = state if callable(state) else lambda: state
 
     @bp.before_request
     def _guard() -> ResponseReturnValue | None:
@@ -154,7 +160,7 @@ def outbox_blueprint(state: SandboxState) -> Blueprint:
         refusal = host_refusal()
         if refusal is not None:
             return Response(refusal, status=403, mimetype="text/plain")
-        elsewhere = _served_elsewhere(state)
+        elsewhere = _served_elsewhere(current())
         if elsewhere is not None:
             # The sandbox serves the same pages at its root: send the browser there.
             index = url_for("dmmail_outbox.index")
@@ -184,6 +190,7 @@ def outbox_blueprint(state: SandboxState) -> Blueprint:
     @bp.get("/")
     def index() -> str:
         """Every email sent, newest first."""
+        state = current()
         standalone = _standalone(state)
         return render_template(
             "dmmail_sandbox_outbox.html",
@@ -197,7 +204,7 @@ def outbox_blueprint(state: SandboxState) -> Blueprint:
     @bp.get("/email/<notification_id>")
     def email(notification_id: str) -> tuple[str, int]:
         """One email: its subject, rendered body and everything Notify was sent."""
-        notification: Notification | None = state.get(notification_id)
+        notification: Notification | None = current().get(notification_id)
         if notification is None:
             return render_template("dmmail_sandbox_missing.html"), 404
         return render_template(
@@ -211,7 +218,7 @@ def outbox_blueprint(state: SandboxState) -> Blueprint:
     @bp.get("/mailchimp/")
     def mailchimp_index() -> str:
         """Every audience with its counts, and every campaign sent."""
-        mailchimp = state.mailchimp
+        mailchimp = current().mailchimp
         drafts = sum(1 for c in mailchimp.campaigns() if c["status"] in ("save", "paused"))
         return render_template(
             "dmmail_sandbox_mailchimp.html",
@@ -223,7 +230,7 @@ def outbox_blueprint(state: SandboxState) -> Blueprint:
     @bp.get("/mailchimp/audience/<list_id>")
     def mailchimp_audience(list_id: str) -> tuple[str, int]:
         """The members of one audience (the first 500; ``?status=`` filters)."""
-        mailchimp = state.mailchimp
+        mailchimp = current().mailchimp
         audience = next((a for a in mailchimp.lists() if a["id"] == list_id), None)
         if audience is None:
             return render_template("dmmail_sandbox_mailchimp_missing.html", what="audience"), 404
@@ -242,7 +249,7 @@ def outbox_blueprint(state: SandboxState) -> Blueprint:
     @bp.get("/mailchimp/campaign/<campaign_id>")
     def mailchimp_campaign(campaign_id: str) -> tuple[str, int]:
         """One sent campaign, its HTML in a sandboxed frame."""
-        sent = {c.id: c for c in state.mailchimp.sent_campaigns()}
+        sent = {c.id: c for c in current().mailchimp.sent_campaigns()}
         campaign = sent.get(campaign_id)
         if campaign is None:
             return render_template("dmmail_sandbox_mailchimp_missing.html", what="campaign"), 404

@@ -174,6 +174,11 @@ class Sandbox:
             daemon=True,
         )
 
+    @property
+    def mailchimp_key(self) -> str:
+        """The key of the sandbox's Mailchimp account (its API is under ``url + "/3.0"``)."""
+        return self.state.mailchimp.api_key
+
     @classmethod
     def start(
         cls,
