@@ -358,9 +358,9 @@ def test_an_app_made_after_the_dev_server_ended_takes_over(
 def test_a_mailchimp_change_survives_a_restart(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    register_secret("member.kept@example.gov.uk")
+    register_secret("member.kept@digitalmarketplace.service.gov.uk")
     mailer = in_process_app(project, monkeypatch)
-    mailer.mailchimp.subscribe("news", "member.kept@example.gov.uk")
+    mailer.mailchimp.subscribe("news", "member.kept@digitalmarketplace.service.gov.uk")
     mailer.close()
     again = in_process_app(project, monkeypatch)
     try:

@@ -131,6 +131,14 @@ class EmbeddedSandbox:
         self._shared: Shared | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._lock = threading.Lock()
+        # Read now, though the sandbox starts later: a damaged templates file or a bad seed
+        # fails init_app, naming it, not the first send.
+        try:
+            self._seed = embedded_seed(app, settings)
+        except (OSError, ValueError) as error:
+            raise ConfigurationError(
+                "DM_NOTIFY_SANDBOX_TEMPLATES", f"the sandbox's seed could not be read: {error}"
+            ) from None
 
     def __repr__(self) -> str:
         where = "memory" if self.folder is None else str(self.folder)
@@ -153,12 +161,7 @@ class EmbeddedSandbox:
         return shared.current()
 
     def _connect(self) -> None:
-        try:
-            seed = embedded_seed(self.app, self.settings)
-        except (OSError, ValueError) as error:
-            raise ConfigurationError(
-                "DM_NOTIFY_SANDBOX_TEMPLATES", f"the sandbox's seed could not be read: {error}"
-            ) from None
+        seed = self._seed
         audiences = {list_id: name for name, list_id in self.settings.audiences.items()}
         shared = acquire(self.folder, seed, audiences)
         self._shared = shared
