@@ -63,6 +63,7 @@ does not (``TemplateNotFoundError``, ``MemberExistsError``). ``RateLimitError`` 
     │       ├── MailchimpUnavailableError 5xx, timeout, no connection (transient)
     │       ├── MailchimpProtocolError    an answer that is not what the API documents
     │       └── CampaignError             send_campaign failed at .step (transient as its cause)
+    ├── QueueError                    a queued send could not be queued, or its state read
     └── BulkError                     a bulk send could not start or did not finish (.report)
         ├── JournalError              the journal is another run's, in use, or unreadable
         ├── RecipientsError           the recipients cannot be read (CSV, audience)
@@ -120,6 +121,7 @@ __all__ = [
     "NotifyProtocolError",
     "NotifyUnavailableError",
     "NotifyValidationError",
+    "QueueError",
     "RateLimitError",
     "RecipientNotAllowedError",
     "RecipientNotAllowedOnStageError",
@@ -514,6 +516,12 @@ class CampaignError(MailchimpError):
         self.draft_deleted = draft_deleted
         self.checklist = tuple(checklist)
         self.transient = transient
+
+
+class QueueError(DMMailError):
+    """A queued send (``send_later``, a bulk run on Celery) could not be queued, or its state
+    could not be read or written: the broker or the Redis that keeps queued emails did not
+    answer. Nothing was queued when ``send_later`` raises it."""
 
 
 class BulkError(DMMailError):

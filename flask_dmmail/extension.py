@@ -24,10 +24,14 @@ from .notify import (
     TemplatePreview,
 )
 from .pipeline import RetryHook, SendPipeline
+from .queued.records import QueuedEmail, QueuedStatus
+from .queued.sends import QueuedSends
 from .references import AddressHasher
 from .validation import check_personalisation, check_template_name, check_uuid
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from .bulk import BulkProgress, BulkReport, RecipientSource
     from .mailchimp import Audiences
     from .sandbox import Sandbox
@@ -48,7 +52,7 @@ class Mailer:
     Reach it as ``app.extensions["dmmail"]``; it is safe to share between threads.
     """
 
-    def __init__(self, app: Flask, settings: Settings) -> None:
+    def __init__(self, app: Flask, settings: Settings, celery: Celery | None = None) -> None:
         self.app = app
         self.settings = settings
         self.hasher = AddressHasher(settings.hash_key)
@@ -94,6 +98,9 @@ class Mailer:
             #: The send path from the checks to the outcome
             #: (:class:`~flask_dmmail.pipeline.SendPipeline`): bulk sends use it too.
             self.pipeline = SendPipeline(settings, self.hasher, self.notify, self.announce)
+            #: Queued sends (:class:`~flask_dmmail.queued.QueuedSends`): ``send_later``, the
+            #: workers' runs, and the state of each queued email.
+            self.queue = QueuedSends(self, celery)
             self._mailchimp: Audiences | None = None
             if self.sandbox is not None:
                 from .mailchimp import Audiences
@@ -158,6 +165,69 @@ class Mailer:
             allow_resend=allow_resend,
             sanitise_content_for=sanitise_content_for,
         )
+
+    def send_later(
+        self,
+        to: str,
+        template: str,
+        personalisation: Mapping[str, Any] | None = None,
+        *,
+        reference: str | None = None,
+        reply_to_id: str | None = None,
+        one_click_unsubscribe_url: str | None = None,
+        scheduled_for: datetime | str | None = None,
+        allow_resend: bool = True,
+        sanitise_content_for: Sequence[str] | None = None,
+    ) -> QueuedEmail:
+        """Check one email now, queue it for a Celery worker, and return at once.
+
+        The arguments and checks are those of :meth:`send`, run now: bad input raises its
+        :class:`~flask_dmmail.errors.InvalidInputError` here and nothing is queued. A worker
+        then sends it through the same path as :meth:`send` (reference, redirect, retries
+        that look the reference up first, the log line and the signals, whose sender is the
+        worker's app), exactly once even when a worker dies mid-send. Follow it with
+        :meth:`queued` or ``flask dmmail status --reference``.
+
+        Without a Celery app (``DMMail(app, celery=...)`` or ``DM_MAIL_CELERY_BROKER_URL``),
+        in testing or sandbox mode, the email is sent at once, in this process; elsewhere
+        that is a :class:`~flask_dmmail.errors.ConfigurationError`.
+
+        :returns: the :class:`~flask_dmmail.queued.QueuedEmail`: reference, task id,
+            template and where it goes (``sent_to``, ``redirected``).
+        :raises ~flask_dmmail.errors.QueueError: the broker or Redis did not take it
+            (nothing was queued).
+        """
+        return self.queue.send_later(
+            to,
+            template,
+            personalisation,
+            reference=reference,
+            reply_to_id=reply_to_id,
+            one_click_unsubscribe_url=one_click_unsubscribe_url,
+            scheduled_for=scheduled_for,
+            allow_resend=allow_resend,
+            sanitise_content_for=sanitise_content_for,
+        )
+
+    def queued(self, reference: str) -> list[QueuedStatus]:
+        """The state of every email queued with ``reference`` (newest first): queued,
+        sending, retrying, sent, skipped, or failed for good (kept for inspection). Empty
+        when none is known, or the app queues nothing.
+
+        :param reference: the email's reference (the ``reference`` of the
+            :class:`~flask_dmmail.queued.QueuedEmail` that ``send_later`` returned).
+        """
+        return self.queue.status(reference)
+
+    @property
+    def celery(self) -> Celery | None:
+        """The Celery app emails are queued on (given to :class:`DMMail`, or made from
+        ``DM_MAIL_CELERY_BROKER_URL``); None without one. A worker module exposes it::
+
+            flask_app = create_app()
+            celery_app = flask_app.extensions["dmmail"].celery
+        """
+        return self.queue.celery
 
     def prepare(
         self,
@@ -303,24 +373,34 @@ class DMMail:
     """The extension object. ``DMMail(app)`` or ``dmmail = DMMail(); dmmail.init_app(app)``.
 
     It never stores an app: :meth:`send` and friends act on ``current_app``'s Mailer.
+
+    :param app: the app to register on now (or call :meth:`init_app` later).
+    :param celery: a Celery app of your own to queue emails on (``send_later``, bulk runs
+        with ``via="celery"``); flask-dmmail registers its tasks on it. Without one, the
+        extension makes one from ``DM_MAIL_CELERY_BROKER_URL`` when that is set.
     """
 
-    def __init__(self, app: Flask | None = None) -> None:
+    def __init__(self, app: Flask | None = None, *, celery: Celery | None = None) -> None:
+        self.celery = celery
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> Mailer:
+    def init_app(self, app: Flask, *, celery: Celery | None = None) -> Mailer:
         """Read and check the app's config, build its Mailer, register the CLI, the
         sandbox outbox page and (when ``DM_NOTIFY_CALLBACK_TOKEN`` is set) the delivery
         receipts endpoint at ``/_dmmail/callbacks/notify``. Raises ConfigurationError naming
-        any bad key."""
+        any bad key.
+
+        :param app: the Flask app.
+        :param celery: a Celery app for this app's queued sends (default: the one given to
+            :class:`DMMail`)."""
         if EXTENSION_KEY in app.extensions:
             raise ExtensionError(
                 f"flask-dmmail is already registered on the app {app.name!r}; call init_app once "
                 "per app."
             )
         settings = Settings.from_config(app.config, debug=app.debug, testing=app.testing)
-        mailer = Mailer(app, settings)
+        mailer = Mailer(app, settings, celery if celery is not None else self.celery)
         app.extensions[EXTENSION_KEY] = mailer
         if mailer.sandbox is not None:
             from .sandbox.outbox import outbox_blueprint
@@ -357,6 +437,7 @@ class DMMail:
         return mailer
 
     send = _on_current_app(Mailer.send)
+    send_later = _on_current_app(Mailer.send_later)
     prepare = _on_current_app(Mailer.prepare)
 
     @property

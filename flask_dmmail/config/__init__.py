@@ -68,6 +68,8 @@ KEYS = (
     "DM_NOTIFY_STAGE_GUARD",
     "DM_NOTIFY_SAFE_ADDRESS",
     "DM_NOTIFY_SANITISE",
+    "DM_MAIL_CELERY_BROKER_URL",
+    "DM_MAIL_QUEUE_RETRIES",
 )
 
 
@@ -120,6 +122,10 @@ class Settings:
     sanitise: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: Where the Notify key came from: "config", "environment", or None (no key).
     notify_key_source: str | None = None
+    #: The broker of the Celery app the extension makes for queued sends (None: none made).
+    celery_broker_url: str | None = field(default=None, repr=False)
+    #: How often a queued email whose send failed transiently is queued again.
+    queue_retries: int = 5
 
     @property
     def production(self) -> bool:
@@ -237,4 +243,6 @@ class Settings:
             safe_address=stages.safe_address(config),
             sanitise=readers.sanitise(config, templates),
             notify_key_source=key_source,
+            celery_broker_url=readers.broker_url(config, "DM_MAIL_CELERY_BROKER_URL"),
+            queue_retries=readers.read_whole(config, "DM_MAIL_QUEUE_RETRIES", 5),
         )
