@@ -329,12 +329,12 @@ def test_workers_killed_mid_send_three_times_send_each_email_exactly_once(
         for _ in range(3):
             sent_before = states().get(SENT, 0)
             worker = workers(env, concurrency=2).wait_ready()
-            wait_for(
-                lambda before=sent_before: (
-                    states().get(SENDING, 0) > 0 and states().get(SENT, 0) > before
-                ),
-                "a send under way",
-            )
+
+            def under_way(before: int = sent_before) -> bool:
+                now = states()
+                return now.get(SENDING, 0) > 0 and now.get(SENT, 0) > before
+
+            wait_for(under_way, "a send under way")
             time.sleep(rng.uniform(0, 0.25))
             worker.kill()
             in_doubt_after_kills += states().get(SENDING, 0)
