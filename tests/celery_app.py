@@ -4,10 +4,13 @@ the Flask app the workers run (:func:`create_app`; the worker module is
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 from flask import Flask
 
-from flask_dmmail import DMMail
+from flask_dmmail import DMMail, Mailer
+from flask_dmmail.sandbox import Sandbox
 
 TEMPLATES = {
     "welcome": "6f1a3c1e-8a0b-4c3e-9d0f-5b6a7c8d9e01",
@@ -47,3 +50,28 @@ def create_app(celery_app: Celery | None = None) -> Flask:
     )
     DMMail(app, celery=celery_app)
     return app
+
+
+def make_web_app(sandbox: Sandbox, celery_app: Celery | None, **config: Any) -> Flask:
+    """A web app that queues on ``celery_app`` (the workers' app has the same config)."""
+    app = Flask("queued_web_app")
+    app.config.update(
+        SECRET_KEY="queued-web",
+        DM_NOTIFY_KEY=sandbox.keys.test,
+        DM_NOTIFY_BASE_URL=sandbox.url,
+        DM_NOTIFY_TEMPLATES=TEMPLATES,
+        DM_NOTIFY_TIMEOUT=2,
+        DM_NOTIFY_RETRY_BACKOFF=0.001,
+        DM_MAIL_SANDBOX=False,
+        DM_ENVIRONMENT="production",
+        DM_MAIL_HASH_KEY=HASH_KEY,
+    )
+    app.config.update(config)
+    DMMail(app, celery=celery_app)
+    return app
+
+
+def mailer_of(app: Flask) -> Mailer:
+    mailer = app.extensions["dmmail"]
+    assert isinstance(mailer, Mailer)
+    return mailer

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 from flask import Flask
 
 from flask_dmmail import DMMail, Mailer, signals
@@ -30,31 +29,12 @@ from flask_dmmail.errors import (
 )
 from flask_dmmail.queued import FAILED, QUEUED, RETRYING, SENDING, SENT, QueuedEmail, QueuedStatus
 from flask_dmmail.sandbox import Sandbox
-from tests.celery_app import HASH_KEY, TEMPLATES, make_celery
+from tests.celery_app import mailer_of, make_celery, make_web_app
 from tests.celery_support import Worker, free_port, wait_for, worker_environment
 from tests.conftest import RESET_ID, WELCOME_ID
 from tests.secrets_scan import register_secret
 
-PERSONAL = {"name": "Queued Quentin", "framework": "G-Cloud 15"}
-
-
-def make_web_app(sandbox: Sandbox, celery_app: Celery | None, **config: Any) -> Flask:
-    """A web app that queues on ``celery_app`` (the workers' app has the same config)."""
-    app = Flask("queued_web_app")
-    app.config.update(
-        SECRET_KEY="queued-web",
-        DM_NOTIFY_KEY=sandbox.keys.test,
-        DM_NOTIFY_BASE_URL=sandbox.url,
-        DM_NOTIFY_TEMPLATES=TEMPLATES,
-        DM_NOTIFY_TIMEOUT=2,
-        DM_NOTIFY_RETRY_BACKOFF=0.001,
-        DM_MAIL_SANDBOX=False,
-        DM_ENVIRONMENT="production",
-        DM_MAIL_HASH_KEY=HASH_KEY,
-    )
-    app.config.update(config)
-    DMMail(app, celery=celery_app)
-    return app
+PERSONAL = {"name": "Queued Quentin", "framework": "Queued Framework Nine"}
 
 
 @pytest.fixture
@@ -63,12 +43,6 @@ def web(sandbox: Sandbox, clean_redis: str) -> Iterator[Flask]:
     app = make_web_app(sandbox, make_celery(clean_redis))
     yield app
     app.extensions["dmmail"].close()
-
-
-def mailer_of(app: Flask) -> Mailer:
-    mailer = app.extensions["dmmail"]
-    assert isinstance(mailer, Mailer)
-    return mailer
 
 
 def state_of(mailer: Mailer, queued: QueuedEmail) -> QueuedStatus:
