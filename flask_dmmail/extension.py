@@ -289,6 +289,8 @@ class Mailer:
         check_notify: bool = False,
         stop: threading.Event | None = None,
         abandon: threading.Event | None = None,
+        via: str = "threads",
+        chunk_size: int | None = None,
     ) -> BulkReport:
         """Send ``template`` to every recipient exactly once at Notify's rate limit,
         resumable through ``journal``: see :func:`flask_dmmail.bulk.send_bulk`."""
@@ -308,6 +310,8 @@ class Mailer:
             check_notify=check_notify,
             stop=stop,
             abandon=abandon,
+            via=via,
+            chunk_size=chunk_size,
         )
 
     # -- reading ---------------------------------------------------------------------------

@@ -136,7 +136,7 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def _summary(report: BulkReport, failures: Path | None) -> None:
+def _summary(report: BulkReport, failures: Path | None, via: str = "threads") -> None:
     title = "Dry run (nothing sent)" if report.dry_run else "Bulk send"
     click.echo(f"{title}: template {report.template_id}, {report.total} recipients")
     if report.dry_run:
@@ -158,7 +158,8 @@ def _summary(report: BulkReport, failures: Path | None) -> None:
         click.echo(f"  rate limited (429s):      {report.rate_limited}")
         click.echo(
             f"  {report.elapsed:.1f} s, {report.achieved_rate:.1f} emails/s "
-            f"(limit {report.rate:.0f}/min, {report.concurrency} threads)"
+            f"(limit {report.rate:.0f}/min, {report.concurrency} "
+            f"{'chunks on Celery workers' if via == 'celery' else 'threads'})"
         )
     if failures is not None:
         try:
@@ -265,7 +266,21 @@ def _params(params: dict[str, Any]) -> list[str]:
     "--journal",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="SQLite file recording each recipient's state; give the same one to resume.",
+    help="SQLite file recording each recipient's state (with --via celery: the run's name "
+    "in Redis); give the same one to resume.",
+)
+@click.option(
+    "--via",
+    type=click.Choice(["threads", "celery"]),
+    default="threads",
+    show_default=True,
+    help="threads: this process sends. celery: Celery workers send the emails in chunks, "
+    "and this command shows their progress (DM_MAIL_CELERY_BROKER_URL or the app's Celery app).",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1, 10_000),
+    help="With --via celery: emails per Celery task (default 100).",
 )
 @click.option(
     "--rate",
@@ -317,6 +332,8 @@ def bulk_send(
     since: datetime | None,
     personalisation_path: Path | None,
     journal: Path,
+    via: str,
+    chunk_size: int | None,
     rate: float | None,
     burst: int | None,
     concurrency: int | None,
@@ -334,6 +351,10 @@ def bulk_send(
     same command again and it carries on, sending nothing twice. A recipient that fails is
     reported by row number and does not stop the run; the exit status is 1 if any failed,
     130 if the run was interrupted.
+
+    With --via celery, Celery workers (on any machines) send the emails in chunks under
+    the journal named by --journal, kept in Redis; this command shows one progress bar
+    and one summary for all of them, and Ctrl-C stops every worker's part of the run.
     """
     from ..extension import DMMail
 
@@ -341,6 +362,10 @@ def bulk_send(
         raise click.UsageError("Give exactly one of --csv FILE or --audience NAME.")
     if since is not None and audience is None:
         raise click.UsageError("--since goes with --audience.")
+    if chunk_size is not None and via != "celery":
+        raise click.UsageError("--chunk-size goes with --via celery.")
+    if concurrency is not None and via == "celery":
+        raise click.UsageError("--concurrency is for --via threads: Celery's workers send.")
     if failures is not None:
         _check_failures_path(
             failures,
@@ -374,12 +399,14 @@ def bulk_send(
                     check_notify=check_notify,
                     stop=interrupt.stop,
                     abandon=interrupt.abandon,
+                    via=via,
+                    chunk_size=chunk_size,
                 )
         finally:
             bar.clear()
     except (BulkInterruptedError, BulkAbortedError) as error:
         if error.report is not None:
-            _summary(error.report, failures)
+            _summary(error.report, failures, via)
         click.echo(f"\n{error.message}", err=True)
         click.echo("To resume, run the same command again:", err=True)
         click.echo(f"  {_command_line()}", err=True)
@@ -388,6 +415,6 @@ def bulk_send(
         )
     except DMMailError as error:
         raise click.ClickException(error.message) from None
-    _summary(report, failures)
+    _summary(report, failures, via)
     if report.failures:
         click.get_current_context().exit(1)

@@ -15,11 +15,12 @@ import uuid
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError, DMMailError, InvalidOptionError
-from .ledger import Ledger, MemoryLedger
+from .ledger import Ledger, MemoryLedger, RedisLedger
 from .records import QUEUED, QueuedEmail, QueuedStatus, encode_email
 from .runner import RunResult, now_iso, run_queued
 
 if TYPE_CHECKING:
+    import redis
     from celery import Celery
 
     from ..extension import Mailer
@@ -104,10 +105,19 @@ class QueuedSends:
                     raise ConfigurationError("DM_MAIL_CELERY_BROKER_URL", _NO_CELERY)
                 self._ledger = MemoryLedger()
             else:
-                from .ledger import RedisLedger, redis_client
+                from .ledger import redis_client
 
                 self._ledger = RedisLedger(redis_client(redis_url_for(self._mailer, celery_app)))
         return self._ledger
+
+    @property
+    def redis(self) -> redis.Redis:
+        """The Redis client of the ledger, which bulk runs on Celery keep their journals in
+        too. Raises ConfigurationError without a Celery app."""
+        ledger = self.ledger
+        if not isinstance(ledger, RedisLedger):
+            raise ConfigurationError("DM_MAIL_CELERY_BROKER_URL", _NO_CELERY)
+        return ledger.client
 
     @property
     def available(self) -> bool:

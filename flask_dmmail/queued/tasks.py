@@ -26,12 +26,14 @@ from ..errors import DMMailError, ExtensionError, QueueError
 if TYPE_CHECKING:
     from ..extension import Mailer
 
-__all__ = ["SEND_TASK", "DMMailTask", "bind_celery", "make_celery"]
+__all__ = ["CHUNK_TASK", "SEND_TASK", "DMMailTask", "bind_celery", "make_celery", "publish"]
 
 logger = logging.getLogger("flask_dmmail")
 
 #: The name of the task that sends one queued email.
 SEND_TASK = "flask_dmmail.send_queued"
+#: The name of the task that sends one chunk of a bulk run on Celery.
+CHUNK_TASK = "flask_dmmail.send_bulk_chunk"
 #: Seconds a task waits before it puts itself back in the queue when the ledger's Redis
 #: does not answer (so a Redis outage is a pause, not a busy loop).
 REDIS_PAUSE = 2.0
@@ -94,7 +96,30 @@ def send_queued(self: Task) -> dict[str, str | None]:  # type: ignore[type-arg]
     return result.summary()
 
 
+def send_bulk_chunk(
+    self: Task,  # type: ignore[type-arg]
+    journal: str,
+    chunk: str,
+    rate: float,
+    burst: int | None = None,
+) -> dict[str, int]:
+    """Send one chunk of the bulk run ``journal`` (see :mod:`flask_dmmail.bulk.chunks`)."""
+    from ..bulk.adapter import MailerAdapter
+    from ..bulk.chunks import run_chunk
+    from ..bulk.redis_journal import RedisJournal
+
+    mailer = mailer_of(self)
+    try:
+        outcome = run_chunk(
+            MailerAdapter(mailer), RedisJournal(mailer.queue.redis, journal), chunk, rate, burst
+        )
+    except QueueError as error:
+        raise paused_on_redis(error) from None
+    return dict(outcome)
+
+
 TASKS[SEND_TASK] = send_queued
+TASKS[CHUNK_TASK] = send_bulk_chunk
 
 
 def bind_celery(celery_app: Celery, flask_app: Flask) -> None:
@@ -131,12 +156,21 @@ def make_celery(flask_app: Flask, broker_url: str) -> Celery:
     return celery_app
 
 
-def publish(celery_app: Celery, name: str, task_id: str, shown: dict[str, str]) -> None:
-    """Send the task ``name`` with id ``task_id`` and no arguments; Celery's logs and
-    monitoring show ``shown`` (hashes, references, ids) as its keyword arguments. Raises
-    QueueError when the broker does not take it."""
+def publish(
+    celery_app: Celery,
+    name: str,
+    task_id: str,
+    shown: dict[str, str],
+    kwargs: dict[str, Any] | None = None,
+) -> None:
+    """Send the task ``name`` with id ``task_id`` and ``kwargs`` (ids and numbers, never an
+    address or a personalisation value); Celery's logs and monitoring show ``shown``
+    (hashes, references, ids) as its keyword arguments. Raises QueueError when the broker
+    does not take it."""
     try:
-        celery_app.send_task(name, task_id=task_id, argsrepr="()", kwargsrepr=repr(shown))
+        celery_app.send_task(
+            name, kwargs=kwargs or {}, task_id=task_id, argsrepr="()", kwargsrepr=repr(shown)
+        )
     except DMMailError:
         raise
     except Exception as error:  # kombu's and redis's connection errors have no common base
