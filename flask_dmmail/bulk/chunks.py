@@ -88,6 +88,9 @@ def run_chunk(
                 continue
             email, _ = decode_email(text)
             limiter.acquire(_NEVER)
+            if journal.stopping():  # again: the wait for a token may have been long
+                outcome["left"] = outcome.get("left", 0) + 1
+                continue
             journal.lease(token, lease)
             claim = journal.claim(row, token)
             if claim not in (CLAIMED, IN_DOUBT):

@@ -10,6 +10,8 @@ import random
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -19,7 +21,8 @@ import pytest
 import redis
 from flask import Flask
 
-from flask_dmmail.errors import InvalidOptionError, JournalError
+from flask_dmmail.bulk import BulkProgress
+from flask_dmmail.errors import BulkInterruptedError, InvalidOptionError, JournalError
 from flask_dmmail.sandbox import Sandbox
 from tests.celery_app import mailer_of, make_celery, make_web_app
 from tests.celery_support import ROOT, Worker, wait_for, worker_environment
@@ -124,6 +127,36 @@ def test_bad_options_are_refused_before_anything_is_sent(web: Flask, sandbox: Sa
     with pytest.raises(InvalidOptionError, match="chunk_size"):
         mailer.send_bulk("reset_password", rows, journal="x", via="celery", chunk_size=0)
     assert sandbox.state.outbox() == []
+
+
+def test_a_stop_stops_every_worker_and_the_same_run_resumes(
+    web: Flask, sandbox: Sandbox, clean_redis: str, workers: Callable[..., Worker]
+) -> None:
+    rows = people(24, "stopped")
+    workers(worker_environment(sandbox, clean_redis), concurrency=2).wait_ready()
+    mailer = mailer_of(web)
+    stop = threading.Event()
+
+    def progress(report: BulkProgress) -> None:
+        if report.sent >= 3:
+            stop.set()
+
+    options: dict[str, Any] = {"journal": "stopped-run", "via": "celery", "rate": 60, "burst": 1}
+    with pytest.raises(BulkInterruptedError) as raised:
+        mailer.send_bulk(
+            "reset_password", rows, chunk_size=5, progress=progress, stop=stop, **options
+        )
+    report = raised.value.report
+    assert report is not None and report.interrupted and not report.complete
+    assert report.unsent + report.in_doubt > 0
+    stopped_at = len(sandbox.state.outbox())
+    assert stopped_at < len(rows)
+    time.sleep(3)  # the worker would send about 6 more in this time if it had not stopped
+    assert len(sandbox.state.outbox()) <= stopped_at + 2  # at most the sends under way
+
+    finished = mailer.send_bulk("reset_password", rows, **options)
+    assert finished.complete and finished.sent + finished.already_sent == len(rows)
+    assert_exactly_once(sandbox, rows)
 
 
 # -- the command, killed -------------------------------------------------------------------------
