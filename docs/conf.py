@@ -41,6 +41,8 @@ nitpicky = True
 nitpick_ignore_regex = [
     # Flask, Werkzeug, click and blinker (the app, requests and responses, CLI and signal types).
     (r"py:.*", r"(flask|werkzeug|click|blinker)(\..+)?"),
+    # Celery, kombu and redis (queued sends: the Celery app, its tasks, the Redis client).
+    (r"py:.*", r"(celery|kombu|redis)(\..+)?|Celery|Task"),
     # requests and urllib3 (sessions and responses of the HTTP layer).
     (r"py:.*", r"(requests|urllib3)(\..+)?"),
     # The redis client of the shared Notify budget.

@@ -65,6 +65,7 @@ does not (``TemplateNotFoundError``, ``MemberExistsError``). ``RateLimitError`` 
     │   │   ├── MailchimpProtocolError    an answer that is not what the API documents
     │   │   └── CampaignError             send_campaign failed at .step (transient as its cause)
     │   └── RedisUnavailableError     the shared Notify budget's Redis did not answer (transient)
+    ├── QueueError                    a queued send could not be queued, or its state read
     └── BulkError                     a bulk send could not start or did not finish (.report)
         ├── JournalError              the journal is another run's, in use, or unreadable
         ├── RecipientsError           the recipients cannot be read (CSV, audience)
@@ -122,6 +123,7 @@ __all__ = [
     "NotifyProtocolError",
     "NotifyUnavailableError",
     "NotifyValidationError",
+    "QueueError",
     "RateLimitError",
     "RecipientNotAllowedError",
     "RecipientNotAllowedOnStageError",
@@ -539,6 +541,12 @@ class RedisUnavailableError(ServiceError):
     transient = True
     #: How many times the email was posted to Notify before this was raised.
     attempts: int = 0
+
+
+class QueueError(DMMailError):
+    """A queued send (``send_later``, a bulk run on Celery) could not be queued, or its state
+    could not be read or written: the broker or the Redis that keeps queued emails did not
+    answer. Nothing was queued when ``send_later`` raises it."""
 
 
 class BulkError(DMMailError):

@@ -25,10 +25,14 @@ from .notify import (
     TemplatePreview,
 )
 from .pipeline import RetryHook, SendPipeline
+from .queued.records import QueuedEmail, QueuedStatus
+from .queued.sends import QueuedSends
 from .references import AddressHasher
 from .validation import check_personalisation, check_template_name, check_uuid
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from .budget import SharedBudget
     from .bulk import BulkProgress, BulkReport, RecipientSource
     from .embedded import EmbeddedSandbox, RemoteSandbox
@@ -51,13 +55,16 @@ class Mailer:
     Reach it as ``app.extensions["dmmail"]``; it is safe to share between threads.
     """
 
-    def __init__(self, app: Flask, settings: Settings) -> None:
+    def __init__(self, app: Flask, settings: Settings, celery: Celery | None = None) -> None:
         self.app = app
         self.settings = settings
         self.hasher = AddressHasher(settings.hash_key)
         #: Logs and signals the outcome of every send
         #: (:class:`~flask_dmmail.announce.Announcer`).
         self.announce = Announcer(app)
+        #: Queued sends (:class:`~flask_dmmail.queued.QueuedSends`): ``send_later``, the
+        #: workers' runs, and the state of each queued email.
+        self.queue = QueuedSends(self, celery)
         self._mailchimp: Audiences | None = None
         self._pipeline: SendPipeline | None = None
         self._embedded: EmbeddedSandbox | None = None
@@ -209,6 +216,69 @@ class Mailer:
             sanitise_content_for=sanitise_content_for,
         )
 
+    def send_later(
+        self,
+        to: str,
+        template: str,
+        personalisation: Mapping[str, Any] | None = None,
+        *,
+        reference: str | None = None,
+        reply_to_id: str | None = None,
+        one_click_unsubscribe_url: str | None = None,
+        scheduled_for: datetime | str | None = None,
+        allow_resend: bool = True,
+        sanitise_content_for: Sequence[str] | None = None,
+    ) -> QueuedEmail:
+        """Check one email now, queue it for a Celery worker, and return at once.
+
+        The arguments and checks are those of :meth:`send`, run now: bad input raises its
+        :class:`~flask_dmmail.errors.InvalidInputError` here and nothing is queued. A worker
+        then sends it through the same path as :meth:`send` (reference, redirect, retries
+        that look the reference up first, the log line and the signals, whose sender is the
+        worker's app), exactly once even when a worker dies mid-send. Follow it with
+        :meth:`queued` or ``flask dmmail status --reference``.
+
+        Without a Celery app (``DMMail(app, celery=...)`` or ``DM_MAIL_CELERY_BROKER_URL``),
+        in testing or sandbox mode, the email is sent at once, in this process; elsewhere
+        that is a :class:`~flask_dmmail.errors.ConfigurationError`.
+
+        :returns: the :class:`~flask_dmmail.queued.QueuedEmail`: reference, task id,
+            template and where it goes (``sent_to``, ``redirected``).
+        :raises ~flask_dmmail.errors.QueueError: the broker or Redis did not take it
+            (nothing was queued).
+        """
+        return self.queue.send_later(
+            to,
+            template,
+            personalisation,
+            reference=reference,
+            reply_to_id=reply_to_id,
+            one_click_unsubscribe_url=one_click_unsubscribe_url,
+            scheduled_for=scheduled_for,
+            allow_resend=allow_resend,
+            sanitise_content_for=sanitise_content_for,
+        )
+
+    def queued(self, reference: str) -> list[QueuedStatus]:
+        """The state of every email queued with ``reference`` (newest first): queued,
+        sending, retrying, sent, skipped, or failed for good (kept for inspection). Empty
+        when none is known, or the app queues nothing.
+
+        :param reference: the email's reference (the ``reference`` of the
+            :class:`~flask_dmmail.queued.QueuedEmail` that ``send_later`` returned).
+        """
+        return self.queue.status(reference)
+
+    @property
+    def celery(self) -> Celery | None:
+        """The Celery app emails are queued on (given to :class:`DMMail`, or made from
+        ``DM_MAIL_CELERY_BROKER_URL``); None without one. A worker module exposes it::
+
+            flask_app = create_app()
+            celery_app = flask_app.extensions["dmmail"].celery
+        """
+        return self.queue.celery
+
     def prepare(
         self,
         to: str,
@@ -269,6 +339,8 @@ class Mailer:
         check_notify: bool = False,
         stop: threading.Event | None = None,
         abandon: threading.Event | None = None,
+        via: str = "threads",
+        chunk_size: int | None = None,
     ) -> BulkReport:
         """Send ``template`` to every recipient exactly once at Notify's rate limit,
         resumable through ``journal``: see :func:`flask_dmmail.bulk.send_bulk`."""
@@ -288,6 +360,8 @@ class Mailer:
             check_notify=check_notify,
             stop=stop,
             abandon=abandon,
+            via=via,
+            chunk_size=chunk_size,
         )
 
     # -- reading ---------------------------------------------------------------------------
@@ -367,27 +441,38 @@ def _on_current_app(
 class DMMail:
     """The extension object. ``DMMail(app)`` or ``dmmail = DMMail(); dmmail.init_app(app)``.
 
-    It never stores an app: :meth:`send`, :meth:`prepare`, :meth:`send_bulk`, :meth:`preview`,
-    :meth:`get_notification`, :meth:`notifications` and :attr:`mailchimp` act on
+    It never stores an app: :meth:`send`, :meth:`send_later`, :meth:`prepare`,
+    :meth:`send_bulk`, :meth:`preview`, :meth:`get_notification`, :meth:`notifications` and
+    :attr:`mailchimp` act on
     ``current_app``'s Mailer, with the Mailer's signatures; :meth:`mailer` returns it.
+
+    :param app: the app to register on now (or call :meth:`init_app` later).
+    :param celery: a Celery app of your own to queue emails on (``send_later``, bulk runs
+        with ``via="celery"``); flask-dmmail registers its tasks on it. Without one, the
+        extension makes one from ``DM_MAIL_CELERY_BROKER_URL`` when that is set.
     """
 
-    def __init__(self, app: Flask | None = None) -> None:
+    def __init__(self, app: Flask | None = None, *, celery: Celery | None = None) -> None:
+        self.celery = celery
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app: Flask) -> Mailer:
+    def init_app(self, app: Flask, *, celery: Celery | None = None) -> Mailer:
         """Read and check the app's config, build its Mailer, register the CLI, the
         sandbox outbox page and (when ``DM_NOTIFY_CALLBACK_TOKEN`` is set) the delivery
         receipts endpoint at ``/_dmmail/callbacks/notify``. Raises ConfigurationError naming
-        any bad key."""
+        any bad key.
+
+        :param app: the Flask app.
+        :param celery: a Celery app for this app's queued sends (default: the one given to
+            :class:`DMMail`)."""
         if EXTENSION_KEY in app.extensions:
             raise ExtensionError(
                 f"flask-dmmail is already registered on the app {app.name!r}; call init_app once "
                 "per app."
             )
         settings = Settings.from_config(app.config, debug=app.debug, testing=app.testing)
-        mailer = Mailer(app, settings)
+        mailer = Mailer(app, settings, celery if celery is not None else self.celery)
         app.extensions[EXTENSION_KEY] = mailer
         if settings.sandbox:
             from .embedded import OutboxOnFirstRequest
@@ -426,6 +511,7 @@ class DMMail:
         return mailer
 
     send = _on_current_app(Mailer.send)
+    send_later = _on_current_app(Mailer.send_later)
     prepare = _on_current_app(Mailer.prepare)
     send_bulk = _on_current_app(Mailer.send_bulk)
     preview = _on_current_app(Mailer.preview)

@@ -294,6 +294,8 @@ class StagingConfig:
     DM_NOTIFY_RATE_LIMIT = "6000"
     DM_NOTIFY_BULK_SHARE = "0.5"
     DM_NOTIFY_KEY_TYPE = "Team"
+    DM_MAIL_CELERY_BROKER_URL = "redis://redis.example.gov.uk:6379/0"
+    DM_MAIL_QUEUE_RETRIES = "2"
 
 
 def test_a_config_class_sets_every_key() -> None:
@@ -337,6 +339,8 @@ def test_a_config_class_sets_every_key() -> None:
     assert settings.stage_guard == "refuse"
     assert settings.safe_address == "dm-team@digital.gov.uk"
     assert dict(settings.sanitise) == {TEMPLATE: frozenset({"name"})}
+    assert settings.celery_broker_url == "redis://redis.example.gov.uk:6379/0"
+    assert settings.queue_retries == 2
     allowed = settings.allowed_recipients
     assert allowed.allows("someone@digital.gov.uk") and allowed.allows("lead@supplier.co.uk")
     assert allowed.allows("anyone@example.com")  # a redirected domain goes to its address

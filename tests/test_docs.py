@@ -32,6 +32,7 @@ DOCUMENTED_MODULES = (
     "flask_dmmail.errors",
     "flask_dmmail.signals",
     "flask_dmmail.bulk",
+    "flask_dmmail.queued",
     "flask_dmmail.mailchimp",
     "flask_dmmail.webhooks",
     "flask_dmmail.testing",

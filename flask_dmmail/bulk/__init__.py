@@ -27,6 +27,9 @@ The parts, one module each:
   ``flask_dmmail.bulk.senders`` (the sender threads) and
   ``flask_dmmail.bulk.adapter`` (every use of the Mailer).
 - the token bucket that paces a run is ``flask_dmmail.ratelimit``'s.
+- a run on Celery (``via="celery"``): ``flask_dmmail.bulk.distributed`` (the command's
+  side), ``flask_dmmail.bulk.chunks`` (a worker's chunk) and
+  ``flask_dmmail.bulk.redis_journal`` (the journal in Redis).
 """
 
 from ..ratelimit import RateLimiter, notify_bucket_size

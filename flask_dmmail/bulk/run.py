@@ -429,6 +429,8 @@ def send_bulk(
     check_notify: bool = False,
     stop: threading.Event | None = None,
     abandon: threading.Event | None = None,
+    via: str = "threads",
+    chunk_size: int | None = None,
 ) -> BulkReport:
     """Send ``template`` to every recipient once, at up to ``rate`` requests a minute.
 
@@ -465,6 +467,12 @@ def send_bulk(
     :param abandon: a ``threading.Event``; set after ``stop``, the run stops waiting
         for the sends under way: they stay in-flight in the journal and are looked up in
         Notify when the run is resumed.
+    :param via: ``"threads"`` (this process sends, from a pool of threads) or ``"celery"``:
+        the emails are cut into chunks, one Celery task each, that any number of workers
+        send (see :doc:`/scaling`). ``journal`` then names the run's journal in Redis (the
+        same name resumes it), ``concurrency`` is the workers' business, and ``stop`` asks
+        every worker to start nothing more of the run.
+    :param chunk_size: with ``via="celery"``, emails per chunk (default 100).
     :returns: the :class:`~flask_dmmail.bulk.BulkReport` of a run that reached its end.
     :raises ~flask_dmmail.errors.JournalError: the journal is another run's, in use,
         or damaged.
@@ -474,6 +482,8 @@ def send_bulk(
     :raises ~flask_dmmail.errors.BulkAbortedError: an error every other email would hit
         too stopped the run; it carries the ``report``.
     """
+    if via not in ("threads", "celery"):
+        raise InvalidOptionError("via must be 'threads' or 'celery'.")
     adapter = MailerAdapter(mailer)
     template_id = adapter.template_id(template)
     per_minute = adapter.bulk_rate if rate is None else rate
@@ -497,6 +507,27 @@ def send_bulk(
     for name, event in (("stop", stop), ("abandon", abandon)):
         if event is not None and not isinstance(event, threading.Event):
             raise InvalidOptionError(f"{name} must be a threading.Event or None.")
+    if via == "celery":
+        if concurrency is not None:
+            raise InvalidOptionError(
+                "concurrency is for via='threads': with Celery, the workers' pools send."
+            )
+        from .distributed import send_bulk_on_celery
+
+        return send_bulk_on_celery(
+            mailer,
+            template_id,
+            as_source(recipients),
+            journal,
+            rate=float(per_minute),
+            burst=burst,
+            chunk_size=chunk_size,
+            dry_run=dry_run,
+            progress=progress,
+            sanitise=sanitise,
+            check_notify=check_notify,
+            stop=stop,
+        )
     run = _BulkRun(
         adapter,
         template_id,

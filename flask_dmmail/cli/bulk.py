@@ -142,7 +142,9 @@ def _template_label(template: str, template_id: str) -> str:
     return template_id if template.lower() == template_id else f"{template} ({template_id})"
 
 
-def _summary(report: BulkReport, failures: Path | None, template: str) -> None:
+def _summary(
+    report: BulkReport, failures: Path | None, template: str, via: str = "threads"
+) -> None:
     title = "Dry run (nothing sent)" if report.dry_run else "Bulk send"
     label = _template_label(template, report.template_id)
     click.echo(f"{title}: template {label}, {plural(report.total, 'recipient')}")
@@ -163,9 +165,14 @@ def _summary(report: BulkReport, failures: Path | None, template: str) -> None:
         if report.unsent or report.in_doubt:
             click.echo(f"  not sent yet:             {report.unsent + report.in_doubt}")
         click.echo(f"  rate limited (429s):      {report.rate_limited}")
+        workers = (
+            plural(report.concurrency, "chunk") + " on Celery workers"
+            if via == "celery"
+            else plural(report.concurrency, "thread")
+        )
         click.echo(
             f"  {report.elapsed:.1f} s, {report.achieved_rate:.1f} emails/s "
-            f"(limit {report.rate:.0f}/min, {plural(report.concurrency, 'thread')})"
+            f"(limit {report.rate:.0f}/min, {workers})"
         )
     if failures is not None and not report.failures:
         click.echo(f"No failures: {failures} not written.")
@@ -274,7 +281,21 @@ def _params(params: dict[str, Any]) -> list[str]:
     "--journal",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="SQLite file recording each recipient's state; give the same one to resume.",
+    help="SQLite file recording each recipient's state (with --via celery: the run's name "
+    "in Redis); give the same one to resume.",
+)
+@click.option(
+    "--via",
+    type=click.Choice(["threads", "celery"]),
+    default="threads",
+    show_default=True,
+    help="threads: this process sends. celery: Celery workers send the emails in chunks, "
+    "and this command shows their progress (DM_MAIL_CELERY_BROKER_URL or the app's Celery app).",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(1, 10_000),
+    help="With --via celery: emails per Celery task (default 100).",
 )
 @click.option(
     "--rate",
@@ -326,6 +347,8 @@ def bulk_send(
     since: datetime | None,
     personalisation_path: Path | None,
     journal: Path,
+    via: str,
+    chunk_size: int | None,
     rate: float | None,
     burst: int | None,
     concurrency: int | None,
@@ -343,6 +366,10 @@ def bulk_send(
     same command again and it carries on, sending nothing twice. A recipient that fails is
     reported by row number and does not stop the run; the exit status is 1 if any failed,
     130 if the run was interrupted.
+
+    With --via celery, Celery workers (on any machines) send the emails in chunks under
+    the journal named by --journal, kept in Redis; this command shows one progress bar
+    and one summary for all of them, and Ctrl-C stops every worker's part of the run.
     """
     from ..extension import DMMail
 
@@ -350,6 +377,10 @@ def bulk_send(
         raise click.UsageError("Give exactly one of --csv FILE or --audience NAME.")
     if since is not None and audience is None:
         raise click.UsageError("--since goes with --audience.")
+    if chunk_size is not None and via != "celery":
+        raise click.UsageError("--chunk-size goes with --via celery.")
+    if concurrency is not None and via == "celery":
+        raise click.UsageError("--concurrency is for --via threads: Celery's workers send.")
     if failures is not None:
         _check_failures_path(
             failures,
@@ -383,12 +414,14 @@ def bulk_send(
                     check_notify=check_notify,
                     stop=interrupt.stop,
                     abandon=interrupt.abandon,
+                    via=via,
+                    chunk_size=chunk_size,
                 )
         finally:
             bar.clear()
     except (BulkInterruptedError, BulkAbortedError) as error:
         if error.report is not None:
-            _summary(error.report, failures, template)
+            _summary(error.report, failures, template, via)
         click.echo(f"\n{error.message}", err=True)
         click.echo("To resume, run the same command again:", err=True)
         click.echo(f"  {_command_line()}", err=True)
@@ -397,6 +430,6 @@ def bulk_send(
         )
     except DMMailError as error:
         raise click.ClickException(error.message) from None
-    _summary(report, failures, template)
+    _summary(report, failures, template, via)
     if report.failures:
         click.get_current_context().exit(1)

@@ -303,30 +303,49 @@ Examples:
 def status_command(notification_id: str | None, reference: str | None, as_json: bool) -> None:
     """The status of one notification by id, or of those with --reference (newest first).
 
-    Prints id, status, reference, template and times; never the recipient.
+    Prints id, status, reference, template and times; never the recipient. With
+    --reference, emails queued with send_later come first when Notify does not have them
+    yet: queued, sending, retrying, or failed for good (kept for inspection), with the error.
     """
     if (notification_id is None) == (reference is None):
         raise click.UsageError("Give a NOTIFICATION_ID or --reference (one of them).")
     mailer = _mailer()
+    queued: list[Any] = []
     with _mail_errors():
         if notification_id is not None:
             found = [mailer.get_notification(notification_id)]
         else:
+            assert reference is not None
+            queued = mailer.queued(reference)  # send_later's emails (none without a queue)
             found = list(mailer.notifications(reference=reference))
-    if not found:
+    from .queue_status import merge, queued_document, queued_lines
+
+    alone, tasks = merge(queued, found)
+    if not found and not alone:
         raise click.ClickException(
             "No notification with that reference (Notify keeps them for 7 days, and lists "
             "only those sent with this key's type)."
         )
     if as_json:
-        documents = [_status_document(n) for n in found]
+        documents = [queued_document(q) for q in alone]
+        for n in found:
+            document = _status_document(n)
+            if n.id in tasks:
+                document["task_id"] = tasks[n.id]
+            documents.append(document)
         _echo_json(documents[0] if notification_id is not None else documents)
         return
-    for position, n in enumerate(found):
+    for position, q in enumerate(alone):
+        if position:
+            click.echo("")
+        queued_lines(q)
+    for position, n in enumerate(found, start=len(alone)):
         if position:
             click.echo("")
         click.echo(f"id: {n.id}")
         click.echo(f"status: {n.status}")
+        if n.id in tasks:
+            click.echo(f"task id: {tasks[n.id]} (queued with send_later)")
         click.echo(f"reference: {n.reference or '-'}")
         click.echo(f"template: {n.template_id} version {n.template_version}")
         click.echo(f"created at: {n.created_at or '-'}")

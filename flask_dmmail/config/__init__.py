@@ -76,6 +76,8 @@ KEYS = (
     "DM_NOTIFY_RATE_LIMIT",
     "DM_NOTIFY_BULK_SHARE",
     "DM_NOTIFY_KEY_TYPE",
+    "DM_MAIL_CELERY_BROKER_URL",
+    "DM_MAIL_QUEUE_RETRIES",
 )
 
 
@@ -162,6 +164,10 @@ class Settings:
     #: process of the app and kept across restarts (DM_MAIL_SANDBOX_PERSIST; default: on
     #: except in testing mode).
     sandbox_persist: bool = False
+    #: The broker of the Celery app the extension makes for queued sends (None: none made).
+    celery_broker_url: str | None = field(default=None, repr=False)
+    #: How often a queued email whose send failed transiently is queued again.
+    queue_retries: int = 5
 
     @property
     def production(self) -> bool:
@@ -294,4 +300,6 @@ class Settings:
             bulk_share=scaling.bulk_share(config),
             notify_key_type=scaling.key_type(config),
             sandbox_persist=_sandbox_persist(config, testing=testing),
+            celery_broker_url=readers.broker_url(config, "DM_MAIL_CELERY_BROKER_URL"),
+            queue_retries=readers.read_whole(config, "DM_MAIL_QUEUE_RETRIES", 5),
         )

@@ -110,6 +110,18 @@ def read_strings(config: Mapping[str, Any], key: str) -> list[Any]:
     return list(value)
 
 
+def broker_url(config: Mapping[str, Any], key: str) -> str | None:
+    """A broker or Redis URL (``redis://host:6379/0``), or None when the key is not set."""
+    value = config.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or "://" not in value or any(c.isspace() for c in value):
+        raise ConfigurationError(
+            key, "must be a URL such as 'redis://localhost:6379/0' (the broker Celery uses)."
+        )
+    return value
+
+
 def notify_key(config: Mapping[str, Any]) -> str | None:
     for name in ("DM_NOTIFY_KEY", "DM_NOTIFY_API_KEY"):
         value = config.get(name)
