@@ -22,7 +22,8 @@ The parts, one module each:
 - ``flask_dmmail.bulk.personalisation``: values for every recipient, from a JSON file.
 - ``flask_dmmail.bulk.journal``: the SQLite journal.
 - ``flask_dmmail.bulk.report``: progress, report and failure types.
-- ``flask_dmmail.bulk.run``: :func:`send_bulk` and the run it drives, helped by
+- ``flask_dmmail.bulk.send``: :func:`send_bulk`, which checks the options and starts the
+  run; ``flask_dmmail.bulk.run``: the run on threads, helped by
   ``flask_dmmail.bulk.planning`` (preparing every recipient),
   ``flask_dmmail.bulk.senders`` (the sender threads) and
   ``flask_dmmail.bulk.adapter`` (every use of the Mailer).
@@ -35,7 +36,7 @@ The parts, one module each:
 from ..ratelimit import RateLimiter, notify_bucket_size
 from .personalisation import load_personalisation
 from .report import BulkFailure, BulkProgress, BulkReport
-from .run import send_bulk
+from .send import send_bulk
 from .senders import default_concurrency
 from .sources import AudienceSource, CsvSource, IterableSource, Recipient, RecipientSource
 

@@ -32,7 +32,7 @@ from .adapter import MailerAdapter
 from .journal import FAILED, IN_FLIGHT, PENDING, SENT, SKIPPED
 from .planning import Planner
 from .redis_journal import RedisJournal
-from .report import BulkFailure, BulkProgress, BulkReport, failure
+from .report import BulkFailure, BulkProgress, BulkReport, failure, log_end
 from .senders import STOP_GRACE
 from .sources import RecipientSource
 
@@ -247,15 +247,7 @@ class _CeleryRun:
             states, journal.info(rows), journal.count("rate_limited") - limited_before
         )
         self.adapter.finished(report)
-        logger.info(
-            "Bulk send on Celery %s: %d sent, %d already sent, %d failed, %d not yet sent",
-            "finished" if report.complete else "stopped",
-            report.sent,
-            report.already_sent,
-            report.failed,
-            report.unsent + report.in_doubt,
-            extra={"template_id": self.template_id, "bulk_failed": report.failed_by_class},
-        )
+        log_end(report, self.template_id, where=" on Celery")
         if aborted is not None:
             raise BulkAbortedError(
                 f"Stopped: {aborted.get('class')} would fail every other email too. "

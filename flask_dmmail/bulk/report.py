@@ -5,6 +5,7 @@ was not sent. None of them holds an address or a personalisation value."""
 from __future__ import annotations
 
 import csv
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from os import PathLike
@@ -13,7 +14,7 @@ from pathlib import Path
 from ..csvsafe import safe_row
 from ..errors import DMMailError
 
-__all__ = ["BulkFailure", "BulkProgress", "BulkReport"]
+__all__ = ["BulkFailure", "BulkProgress", "BulkReport", "log_end"]
 
 
 @dataclass(frozen=True)
@@ -115,3 +116,22 @@ class BulkReport:
             writer = csv.writer(handle)
             writer.writerow(["row", "error_class", "message"])
             writer.writerows(safe_row((f.row, f.error_class, f.message)) for f in self.failures)
+
+
+def log_end(report: BulkReport, template_id: str, *, where: str = "") -> None:
+    """The one log line at the end of a run (counts and error classes only).
+
+    :param report: the run's report.
+    :param template_id: the template sent.
+    :param where: how it ran, for the message (``" on Celery"``; empty for threads).
+    """
+    logging.getLogger("flask_dmmail").info(
+        "Bulk send%s %s: %d sent, %d already sent, %d failed, %d not yet sent",
+        where,
+        "finished" if report.complete else "stopped",
+        report.sent,
+        report.already_sent,
+        report.failed,
+        report.unsent + report.in_doubt,
+        extra={"template_id": template_id, "bulk_failed": report.failed_by_class},
+    )
