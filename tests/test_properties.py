@@ -39,6 +39,7 @@ from flask_dmmail.errors import (
     NotifyUnavailableError,
     NotifyValidationError,
     RecipientsError,
+    TemplateNotFoundError,
 )
 from flask_dmmail.sandbox import Sandbox, SandboxState, create_app
 from flask_dmmail.webhooks import (
@@ -496,6 +497,15 @@ def test_send_bulk_raises_only_typed_errors_and_refused_rows_never_reach_notify(
     except (InvalidInputError, RecipientsError) as error:
         event(f"refused: {type(error).__name__}")
         assert target.counter.posts == posts_before, "a refused run reached the sandbox"
+        assert target.outbox_size() == outbox_before
+        _assert_private(error, private)
+        return
+    except TemplateNotFoundError as error:
+        # The dry run previews the template through Notify before anything else: an id the
+        # service does not have is refused there, and nothing is sent.
+        event("refused by the preview: TemplateNotFoundError")
+        assert options.get("dry_run") is True, "only the dry run previews the template first"
+        assert target.counter.posts == posts_before
         assert target.outbox_size() == outbox_before
         _assert_private(error, private)
         return
