@@ -237,21 +237,28 @@ class SendPipeline:
         The parameters and the result are those of :meth:`flask_dmmail.Mailer.send`; the
         values may be of any type, as for :meth:`prepare`.
         """
+        email = self.prepare_announced(
+            to,
+            template,
+            personalisation,
+            reference=reference,
+            reply_to_id=reply_to_id,
+            one_click_unsubscribe_url=one_click_unsubscribe_url,
+            scheduled_for=scheduled_for,
+            sanitise_content_for=sanitise_content_for,
+        )
+        return self.send_prepared(email, allow_resend=allow_resend)
+
+    def prepare_announced(
+        self, to: object, template: object, personalisation: object = None, **options: object
+    ) -> PreparedEmail:
+        """:meth:`prepare` (the same arguments), announcing a refusal as a failed send: the
+        first step of :meth:`send` and of a queued send."""
         try:
-            email = self.prepare(
-                to,
-                template,
-                personalisation,
-                reference=reference,
-                reply_to_id=reply_to_id,
-                one_click_unsubscribe_url=one_click_unsubscribe_url,
-                scheduled_for=scheduled_for,
-                sanitise_content_for=sanitise_content_for,
-            )
+            return self.prepare(to, template, personalisation, **options)
         except DMMailError as error:
             self.announce.failed(error, None, attempt=0)
             raise
-        return self.send_prepared(email, allow_resend=allow_resend)
 
     # -- 2. at most once ---------------------------------------------------------------------
 

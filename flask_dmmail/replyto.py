@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidOptionError
-from .validation import is_uuid
+from .validation import named_id, shown_name
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -24,8 +24,6 @@ __all__ = ["STAND_IN_DOMAIN", "add_reply_to_seed", "reply_to_seed", "resolve_rep
 #: (``.invalid`` is reserved: no mail can ever go there).
 STAND_IN_DOMAIN = "sandbox.invalid"
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-
 
 def resolve_reply_to(value: object, known: Mapping[str, str]) -> str:
     """The reply-to address id for ``value``: a name from DM_NOTIFY_REPLY_TO_IDS, or a UUID
@@ -35,14 +33,11 @@ def resolve_reply_to(value: object, known: Mapping[str, str]) -> str:
     :param known: DM_NOTIFY_REPLY_TO_IDS (name → id).
     """
     if isinstance(value, str):
-        if value in known:
-            return known[value]
-        if is_uuid(value):
-            return value.lower()
+        found = named_id(value, known)
+        if found is not None:
+            return found
         names = ", ".join(sorted(known)) or "(none configured)"
-        # Echo the value only when it looks like a name: an address given in the wrong place
-        # must not reach a log or a terminal.
-        shown = repr(value) if _NAME.match(value) else "given"
+        shown = shown_name(value)
         raise InvalidOptionError(
             f"The reply_to_id {shown} is not a name in DM_NOTIFY_REPLY_TO_IDS nor a UUID. "
             f"Known names: {names}. Give a name from DM_NOTIFY_REPLY_TO_IDS, or the id of one of "

@@ -152,17 +152,29 @@ def check_uuid(value: object, what: str) -> str:
     return value.lower()
 
 
+def named_id(value: str, known: Mapping[str, str]) -> str | None:
+    """The id ``value`` stands for: ``known[value]`` (a configured name), or ``value`` itself,
+    lower-cased, when it is a UUID; None when it is neither."""
+    if value in known:
+        return known[value]
+    return value.lower() if is_uuid(value) else None
+
+
+def shown_name(value: str) -> str:
+    """``value`` as an error message may echo it: quoted when it looks like a name, else
+    "given" (a value given in the wrong place, an address or a personalisation value, must
+    not reach a log or a terminal)."""
+    return repr(value) if _TEMPLATE_NAME.match(value) else "given"
+
+
 def check_template_name(name: object, known: Mapping[str, str]) -> str:
     """Resolve a template name from DM_NOTIFY_TEMPLATES or a UUID to a template id."""
     if isinstance(name, str):
-        if name in known:
-            return known[name]
-        if is_uuid(name):
-            return name.lower()
+        found = named_id(name, known)
+        if found is not None:
+            return found
         names = ", ".join(sorted(known)) or "(none configured)"
-        # Echo the name only when it looks like one: a value given in the wrong place (an
-        # address, a personalisation value) must not reach a log or a terminal.
-        shown = repr(name) if _TEMPLATE_NAME.match(name) else "given"
+        shown = shown_name(name)
         raise UnknownTemplateError(
             f"Unknown template {shown}: it is not a name in DM_NOTIFY_TEMPLATES nor a "
             f"template UUID. Known names: {names}."

@@ -14,6 +14,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING
 
+from ..announce import log_fields
 from ..errors import ConfigurationError, DMMailError, InvalidOptionError
 from .ledger import Ledger, MemoryLedger, RedisLedger
 from .records import QUEUED, QueuedEmail, QueuedStatus, encode_email
@@ -142,20 +143,16 @@ class QueuedSends:
         pipeline = self._mailer.pipeline
         if not isinstance(allow_resend, bool):
             raise InvalidOptionError("allow_resend must be True or False.")
-        try:
-            email = pipeline.prepare(
-                to,
-                template,
-                personalisation,
-                reference=reference,
-                reply_to_id=reply_to_id,
-                one_click_unsubscribe_url=one_click_unsubscribe_url,
-                scheduled_for=scheduled_for,
-                sanitise_content_for=sanitise_content_for,
-            )
-        except DMMailError as error:
-            pipeline.announce.failed(error, None, attempt=0)
-            raise
+        email = pipeline.prepare_announced(
+            to,
+            template,
+            personalisation,
+            reference=reference,
+            reply_to_id=reply_to_id,
+            one_click_unsubscribe_url=one_click_unsubscribe_url,
+            scheduled_for=scheduled_for,
+            sanitise_content_for=sanitise_content_for,
+        )
         task_id = str(uuid.uuid4())
         now = now_iso()
         status = QueuedStatus(
@@ -191,13 +188,7 @@ class QueuedSends:
             task_id,
             email.reference,
             " (sent at once: no broker, testing or sandbox mode)" if eager else "",
-            extra={
-                "task_id": task_id,
-                "reference": email.reference,
-                "template_id": email.template_id,
-                "to_hash": email.to_hash,
-                "redirected": email.redirected,
-            },
+            extra=log_fields(email, task_id=task_id),
         )
         if eager:
             self.run(task_id, eager=True)
